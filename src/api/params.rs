@@ -1,0 +1,64 @@
+//! Query-string parsing that says what is wrong: unknown parameters, repeated ones that
+//! may appear once, and values that do not parse are all 400s naming the parameter.
+
+use std::collections::HashMap;
+
+use super::ApiError;
+
+pub struct Params {
+    values: HashMap<String, Vec<String>>,
+}
+
+impl Params {
+    /// Parses `raw`, refusing parameters not in `known`. Empty values count as absent
+    /// (`?q=&service=` is what an empty form sends).
+    pub fn parse(raw: Option<&str>, known: &[&str]) -> Result<Params, ApiError> {
+        let mut values: HashMap<String, Vec<String>> = HashMap::new();
+        for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+            if !known.contains(&k.as_ref()) {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown parameter \"{}\" (known: {})",
+                    k,
+                    known.join(", ")
+                )));
+            }
+            if v.is_empty() {
+                continue;
+            }
+            values
+                .entry(k.into_owned())
+                .or_default()
+                .push(v.into_owned());
+        }
+        Ok(Params { values })
+    }
+
+    /// A parameter that may appear at most once.
+    pub fn one(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        match self.values.get(name).map(Vec::as_slice) {
+            None | Some([]) => Ok(None),
+            Some([v]) => Ok(Some(v)),
+            Some(_) => Err(ApiError::BadRequest(format!(
+                "parameter \"{name}\" may be given only once"
+            ))),
+        }
+    }
+
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.values.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Parses a single parameter with `parse`, whose error becomes the 400's sentence.
+    pub fn parsed<T>(
+        &self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ApiError> {
+        match self.one(name)? {
+            None => Ok(None),
+            Some(v) => parse(v)
+                .map(Some)
+                .map_err(|e| ApiError::BadRequest(format!("parameter \"{name}\": {e}"))),
+        }
+    }
+}

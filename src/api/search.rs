@@ -1,0 +1,88 @@
+//! `GET /api/search`: the timeline's query endpoint.
+
+use axum::extract::{RawQuery, State};
+use axum::Json;
+use chrono::Utc;
+
+use super::params::Params;
+use super::{ApiError, AppState};
+use crate::index::search::{
+    self, Order, SearchRequest, SearchResult, SortKey, DEFAULT_LIMIT, MAX_LIMIT,
+};
+use crate::index::SearchError;
+use crate::record::{Kind, Level, Stream};
+use crate::units::parse_time_expr;
+
+const KNOWN: &[&str] = &[
+    "q", "service", "stream", "level", "kind", "since", "until", "limit", "order", "cursor",
+];
+
+pub async fn search(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<SearchResult>, ApiError> {
+    let req = request_from(&Params::parse(raw.as_deref(), KNOWN)?)?;
+    let timeline = state.timeline.clone();
+    let result = tokio::task::spawn_blocking(move || search::search(&timeline, &req))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    match result {
+        Ok(r) => Ok(Json(r)),
+        Err(SearchError::Query(e)) => Err(ApiError::BadRequest(format!("parameter \"q\": {e}"))),
+        Err(e) => Err(ApiError::Internal(e.to_string())),
+    }
+}
+
+/// Turns the query string into a search request, refusing anything malformed.
+pub fn request_from(p: &Params) -> Result<SearchRequest, ApiError> {
+    let now = Utc::now();
+    let choice = |allowed: &'static [&'static str]| {
+        move |v: &str| {
+            if allowed.contains(&v) {
+                Ok(v.to_string())
+            } else {
+                Err(format!("\"{v}\" is not one of {}", allowed.join(", ")))
+            }
+        }
+    };
+    let stream = p.parsed("stream", choice(&["out", "err", "event"]))?;
+    let level = p.parsed(
+        "level",
+        choice(&["trace", "debug", "info", "warn", "error"]),
+    )?;
+    let kind = p.parsed("kind", choice(&["line", "marker"]))?;
+    let order = p.parsed("order", choice(&["asc", "desc"]))?;
+    let limit = p.parsed("limit", |v| match v.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n.min(MAX_LIMIT)),
+        Err(_) => Err(format!("\"{v}\" is not a number")),
+    })?;
+    let since = p.parsed("since", |v| parse_time_expr(v, now))?;
+    let until = p.parsed("until", |v| parse_time_expr(v, now))?;
+    if let (Some(s), Some(u)) = (since, until) {
+        if s > u {
+            return Err(ApiError::BadRequest(
+                "parameter \"since\" is later than \"until\"".into(),
+            ));
+        }
+    }
+    let after = p.parsed("cursor", |v| {
+        SortKey::decode(v).ok_or_else(|| format!("\"{v}\" is not a cursor from a previous page"))
+    })?;
+    Ok(SearchRequest {
+        q: p.one("q")?.unwrap_or_default().to_string(),
+        services: p.all("service"),
+        stream: stream.as_deref().and_then(Stream::parse),
+        level: level.as_deref().and_then(Level::parse),
+        kind: kind.as_deref().and_then(Kind::parse),
+        since,
+        until,
+        limit: limit.unwrap_or(DEFAULT_LIMIT),
+        order: if order.as_deref() == Some("asc") {
+            Order::Asc
+        } else {
+            Order::Desc
+        },
+        after,
+    })
+}

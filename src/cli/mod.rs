@@ -1,0 +1,110 @@
+//! The command line: clap structs describe what was typed; each command has its own
+//! `run` that works on the resolved [`Config`](crate::config::Config). Returns the exit
+//! code (0 ok, 1 "nothing found" where that means something, 2 errors).
+
+mod format;
+mod search;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Overrides};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "logagg",
+    version,
+    about = "Log aggregation and rotation beside stock PM2"
+)]
+pub struct Cli {
+    /// Configuration file (else $LOGAGG_CONFIG, else config/logagg.toml when present).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Daemon address for client commands (else $LOGAGG_ADDR, else api.listen).
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub addr: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon: follow the log files, index them, serve the API.
+    Daemon(DaemonArgs),
+    /// Search the timeline (tantivy query syntax; words are ANDed).
+    Search(search::SearchArgs),
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DaemonArgs {
+    /// Where the index and state live (data_dir).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address for the HTTP API (api.listen).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Glob of files to follow (sources.paths); repeatable, replaces the configured list.
+    #[arg(long = "path", value_name = "GLOB")]
+    pub paths: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the resolved configuration, or say what is wrong with it.
+    Check,
+}
+
+pub fn run(cli: Cli) -> Result<u8> {
+    let mut flags = Overrides {
+        config: cli.config.clone(),
+        ..Overrides::default()
+    };
+    if let Command::Daemon(args) = &cli.command {
+        flags.data_dir = args.data_dir.clone();
+        flags.listen = args.listen.clone();
+        flags.paths = args.paths.clone();
+    }
+    let cwd = std::env::current_dir()?;
+    let config = Config::from_process_env(&flags, &cwd)?;
+    match cli.command {
+        Command::Daemon(_) => {
+            init_logging();
+            crate::daemon::run(&config)?;
+            Ok(0)
+        }
+        Command::Search(args) => search::run(&args, &client_addr(&cli.addr, &config)),
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let origin = match &config.file {
+                Some(f) => format!("# resolved from {} and the environment\n", f.display()),
+                None => "# resolved from built-in defaults and the environment\n".to_string(),
+            };
+            format::write_out(&format!("{origin}{}", config.to_toml()))?;
+            Ok(0)
+        }
+    }
+}
+
+/// `--addr`, else `LOGAGG_ADDR`, else the configured listen address.
+fn client_addr(flag: &Option<String>, config: &Config) -> String {
+    flag.clone()
+        .or_else(|| std::env::var("LOGAGG_ADDR").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| config.api.listen.clone())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOGAGG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

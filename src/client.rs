@@ -1,0 +1,91 @@
+//! The HTTP client behind the CLI's commands: finds the daemon, turns "nothing listens
+//! there" into one clear sentence, and API errors into their `{"error"}` text.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no logagg daemon answers at {addr} ({reason}); start one with `logagg daemon` (or pass --addr / set LOGAGG_ADDR)")]
+    Unreachable { addr: String, reason: String },
+    #[error("the daemon refused the request: {0}")]
+    Api(String),
+    #[error("unexpected answer from the daemon at {addr}: {reason}")]
+    Protocol { addr: String, reason: String },
+}
+
+pub struct Client {
+    addr: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    pub fn new(addr: &str) -> Client {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(2)))
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .new_agent();
+        Client {
+            addr: addr.to_string(),
+            agent,
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// GET `path` with `query` and decode the JSON answer.
+    pub fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ClientError> {
+        let url = format!("http://{}{}", self.addr, path);
+        let mut req = self.agent.get(&url);
+        for (k, v) in query {
+            req = req.query(*k, v);
+        }
+        let mut resp = req.call().map_err(|e| ClientError::Unreachable {
+            addr: self.addr.clone(),
+            reason: reason_of(&e),
+        })?;
+        let status = resp.status();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_string()
+            .map_err(|e| self.protocol(e.to_string()))?;
+        if !status.is_success() {
+            let message = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                .unwrap_or_else(|| format!("HTTP {status}"));
+            return Err(ClientError::Api(message));
+        }
+        serde_json::from_str(&body).map_err(|e| self.protocol(e.to_string()))
+    }
+
+    fn protocol(&self, reason: String) -> ClientError {
+        ClientError::Protocol {
+            addr: self.addr.clone(),
+            reason,
+        }
+    }
+}
+
+fn reason_of(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+            std::io::ErrorKind::TimedOut => "timed out".into(),
+            _ => io.to_string(),
+        },
+        ureq::Error::ConnectionFailed => "connection failed".into(),
+        other => other.to_string(),
+    }
+}

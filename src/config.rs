@@ -1,0 +1,1215 @@
+//! The resolved configuration: built-in defaults < the config file < `LOGAGG_*`
+//! environment variables < command-line flags, validated so that every mistake is
+//! reported with where it was made (file:line:column and dotted key, or variable name).
+//!
+//! Each key is described once, in [`TOP_KEYS`] or [`SECTIONS`]: its name, its one-line
+//! help, how a value is checked and stored, and how it is written back. The file walker,
+//! the environment, `to_toml` and the unknown-key messages all read those tables, so
+//! adding a key means one struct field, one default and one descriptor.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use toml_edit::{Document, Item, Value};
+
+use crate::units::{format_duration, format_size, parse_duration, parse_size};
+
+/// Where the config file is looked for when neither `--config` nor `LOGAGG_CONFIG` names one.
+pub const DEFAULT_FILE: &str = "config/logagg.toml";
+
+/// The environment variable naming the config file.
+pub const CONFIG_ENV: &str = "LOGAGG_CONFIG";
+
+const KIB: u64 = 1 << 10;
+const MIB: u64 = 1 << 20;
+
+/// What the daemon runs on, after all sources of settings have been merged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Index and state; absolute.
+    pub data_dir: PathBuf,
+    pub sources: SourcesConfig,
+    pub index: IndexConfig,
+    pub api: ApiConfig,
+    /// the file that was read, if any
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourcesConfig {
+    /// Absolute glob patterns of the log files to follow.
+    pub paths: Vec<String>,
+    /// Longer lines are split and flagged, so one runaway line cannot grow memory.
+    pub max_line_bytes: u64,
+    /// Fallback rescan of the globs, for file events that were missed.
+    pub rescan_interval: Duration,
+    /// How long a renamed-away or deleted file is still read after it last grew.
+    pub linger: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexConfig {
+    pub commit_interval: Duration,
+    pub retention: Duration,
+    pub writer_memory: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiConfig {
+    /// A socket address, `host:port`, with `localhost` already turned into 127.0.0.1.
+    pub listen: String,
+}
+
+/// Settings given as command-line flags: the last word over everything else.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    /// Replaces `sources.paths` when not empty.
+    pub paths: Vec<String>,
+    pub listen: Option<String>,
+}
+
+/// Why no configuration could be resolved. Display is one line, naming the file and
+/// position, the environment variable or the flag at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {}: {}", path.display(), io_reason(error))]
+    Read { path: PathBuf, error: io::Error },
+    #[error("{}:{line}:{column}: syntax error: {message}", file.display())]
+    Syntax {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// `what` is "key" or "table"; `known` lists what would have been accepted there.
+    #[error("{}:{line}:{column}: unknown {what} \"{key}\" ({known})", file.display())]
+    Unknown {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        what: &'static str,
+        key: String,
+        known: String,
+    },
+    /// A known key with a value of the wrong type or out of range.
+    #[error("{}:{line}:{column}: key \"{key}\": {message}", file.display())]
+    Invalid {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        key: String,
+        message: String,
+    },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("environment variable {var}: unknown key \"{key}\" ({known})")]
+    UnknownEnv {
+        var: String,
+        key: String,
+        known: String,
+    },
+    #[error("flag {flag}: {message}")]
+    Flag { flag: &'static str, message: String },
+}
+
+/// The OS reason without Rust's " (os error 2)" suffix, which says nothing to a user.
+fn io_reason(error: &io::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+impl Config {
+    /// The built-in defaults, with relative paths resolved against `cwd`.
+    pub fn defaults(cwd: &Path) -> Config {
+        Config {
+            data_dir: resolve_path(cwd, Path::new("logs/logagg")),
+            sources: SourcesConfig {
+                paths: vec![resolve_glob(cwd, "logs/pm2/*.log")],
+                max_line_bytes: MIB,
+                rescan_interval: Duration::from_secs(5),
+                linger: Duration::from_secs(2),
+            },
+            index: IndexConfig {
+                commit_interval: Duration::from_secs(1),
+                retention: Duration::from_secs(30 * 86_400),
+                writer_memory: 64 * MIB,
+            },
+            api: ApiConfig {
+                listen: "127.0.0.1:9171".to_string(),
+            },
+            file: None,
+        }
+    }
+
+    /// Resolves the configuration: defaults, then the file (`flags.config`, else
+    /// `LOGAGG_CONFIG`, else `config/logagg.toml` under `cwd` if it exists), then the
+    /// `LOGAGG_<SECTION>_<KEY>` variables found through `env`, then `flags`.
+    ///
+    /// env is a lookup function so tests need not touch the process environment. A
+    /// lookup cannot list names, so misspelt variables are caught by
+    /// [`Config::check_env_names`] (done for you by [`Config::from_process_env`]).
+    pub fn load(
+        flags: &Overrides,
+        env: &dyn Fn(&str) -> Option<String>,
+        cwd: &Path,
+    ) -> Result<Config, ConfigError> {
+        let mut config = Config::defaults(cwd);
+
+        let named = flags
+            .config
+            .clone()
+            .or_else(|| non_empty(env(CONFIG_ENV)).map(PathBuf::from));
+        let (shown, explicit) = match named {
+            Some(path) => (path, true),
+            None => (PathBuf::from(DEFAULT_FILE), false),
+        };
+        let path = resolve_path(cwd, &shown);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                apply_file(&mut config, &text, &shown, cwd)?;
+                config.file = Some(path);
+            }
+            // Without a config file the defaults apply; only a file asked for must exist.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !explicit => {}
+            Err(error) => return Err(ConfigError::Read { path: shown, error }),
+        }
+
+        apply_env(&mut config, env, cwd)?;
+        apply_flags(&mut config, flags, cwd)?;
+        Ok(config)
+    }
+
+    /// [`Config::load`] with the process environment, after checking it for
+    /// `LOGAGG_<SECTION>_<KEY>` variables whose key does not exist.
+    pub fn from_process_env(flags: &Overrides, cwd: &Path) -> Result<Config, ConfigError> {
+        let names: Vec<String> = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .collect();
+        Config::check_env_names(names.iter().map(String::as_str))?;
+        Config::load(flags, &|name| std::env::var(name).ok(), cwd)
+    }
+
+    /// Refuses a variable that names a known section but an unknown key
+    /// (`LOGAGG_INDEX_COMIT_INTERVAL`): it was surely meant for us and would otherwise be
+    /// silently ignored. Other `LOGAGG_*` names (`LOGAGG_TOKEN`, ...) belong to other
+    /// parts of the program and pass.
+    pub fn check_env_names<'a>(
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), ConfigError> {
+        for name in names {
+            let Some(rest) = name.strip_prefix("LOGAGG_") else {
+                continue;
+            };
+            for section in SECTIONS {
+                let prefix = format!("{}_", section.name.to_ascii_uppercase());
+                let Some(key) = rest.strip_prefix(&prefix) else {
+                    continue;
+                };
+                if !section
+                    .keys
+                    .iter()
+                    .any(|k| k.name.eq_ignore_ascii_case(key))
+                {
+                    return Err(ConfigError::UnknownEnv {
+                        var: name.to_string(),
+                        key: format!("{}.{}", section.name, key.to_ascii_lowercase()),
+                        known: format!(
+                            "known variables: {}",
+                            section
+                                .keys
+                                .iter()
+                                .map(|k| env_name(Some(section.name), k.name))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// the resolved configuration as TOML, every key (what `logagg config check` prints)
+    pub fn to_toml(&self) -> String {
+        let mut out = String::from(
+            "# logagg configuration as resolved: built-in defaults < config file\n\
+             # < LOGAGG_<SECTION>_<KEY> environment variables < command-line flags.\n",
+        );
+        match &self.file {
+            Some(path) => out.push_str(&format!("# Read from {}\n", path.display())),
+            None => out.push_str("# No config file was read.\n"),
+        }
+        out.push('\n');
+        write_keys(&mut out, self, TOP_KEYS);
+        for section in SECTIONS {
+            out.push_str(&format!("\n[{}]\n", section.name));
+            write_keys(&mut out, self, section.keys);
+        }
+        out
+    }
+}
+
+/// `key = value  # help` lines, the comments aligned within the group.
+fn write_keys(out: &mut String, config: &Config, keys: &[KeySpec]) {
+    let lines: Vec<(String, &str)> = keys
+        .iter()
+        .map(|k| (format!("{} = {}", k.name, (k.get)(config)), k.help))
+        .collect();
+    let width = lines.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
+    for (line, help) in lines {
+        out.push_str(&format!("{line:width$}  # {help}\n"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Key descriptors
+
+/// A value as it arrived: typed and positioned from the file, or text from the environment.
+#[derive(Clone, Copy)]
+enum Raw<'a> {
+    Toml(&'a Item),
+    Text(&'a str),
+}
+
+/// Why a value cannot be used. `span` points inside the value (an array element) when
+/// that is more precise than the whole value.
+struct Problem {
+    message: String,
+    span: Option<Range<usize>>,
+}
+
+impl From<String> for Problem {
+    fn from(message: String) -> Problem {
+        Problem {
+            message,
+            span: None,
+        }
+    }
+}
+
+/// One configuration key.
+struct KeySpec {
+    name: &'static str,
+    /// One line, shown as a comment by `to_toml`.
+    help: &'static str,
+    /// Checks a value and stores it; relative paths resolve against the given cwd.
+    set: fn(&mut Config, Raw<'_>, &Path) -> Result<(), Problem>,
+    /// The value as written in TOML.
+    get: fn(&Config) -> Value,
+}
+
+struct SectionSpec {
+    name: &'static str,
+    keys: &'static [KeySpec],
+}
+
+/// Keys outside any section.
+const TOP_KEYS: &[KeySpec] = &[KeySpec {
+    name: "data_dir",
+    help: "index and state",
+    set: |c, raw, cwd| {
+        let dir = string(raw, "\"logs/logagg\"")?;
+        c.data_dir = resolve_path(cwd, Path::new(not_empty(dir)?));
+        Ok(())
+    },
+    get: |c| Value::from(c.data_dir.to_string_lossy().as_ref()),
+}];
+
+const SECTIONS: &[SectionSpec] = &[
+    SectionSpec {
+        name: "sources",
+        keys: &[
+            KeySpec {
+                name: "paths",
+                help: "globs of the log files to follow",
+                set: |c, raw, cwd| {
+                    c.sources.paths = match raw {
+                        Raw::Toml(item) => resolve_globs(&string_array(item)?, cwd)?,
+                        // The environment has no arrays: a comma-separated list instead.
+                        Raw::Text(text) => {
+                            let list: Vec<String> = text
+                                .split(',')
+                                .map(str::trim)
+                                .filter(|p| !p.is_empty())
+                                .map(String::from)
+                                .collect();
+                            resolve_globs(&list, cwd)?
+                        }
+                    };
+                    Ok(())
+                },
+                get: |c| Value::Array(c.sources.paths.iter().map(String::as_str).collect()),
+            },
+            KeySpec {
+                name: "max_line_bytes",
+                help: "longer lines are split and flagged",
+                set: |c, raw, _| {
+                    c.sources.max_line_bytes = at_least(size(raw)?, KIB, "")?;
+                    Ok(())
+                },
+                get: |c| Value::from(format_size(c.sources.max_line_bytes)),
+            },
+            KeySpec {
+                name: "rescan_interval",
+                help: "fallback rescan of the globs, for missed file events",
+                set: |c, raw, _| {
+                    // Zero would make the rescan a busy loop (and tokio refuses it).
+                    c.sources.rescan_interval = positive(duration(raw)?)?;
+                    Ok(())
+                },
+                get: |c| Value::from(format_duration(c.sources.rescan_interval)),
+            },
+            KeySpec {
+                name: "linger",
+                help: "how long a renamed-away or deleted file is still read after it last grew",
+                set: |c, raw, _| {
+                    c.sources.linger = duration(raw)?;
+                    Ok(())
+                },
+                get: |c| Value::from(format_duration(c.sources.linger)),
+            },
+        ],
+    },
+    SectionSpec {
+        name: "index",
+        keys: &[
+            KeySpec {
+                name: "commit_interval",
+                help: "how often new lines become searchable",
+                set: |c, raw, _| {
+                    c.index.commit_interval = positive(duration(raw)?)?;
+                    Ok(())
+                },
+                get: |c| Value::from(format_duration(c.index.commit_interval)),
+            },
+            KeySpec {
+                name: "retention",
+                help: "indexed lines older than this are deleted",
+                set: |c, raw, _| {
+                    c.index.retention = duration(raw)?;
+                    Ok(())
+                },
+                get: |c| Value::from(format_duration(c.index.retention)),
+            },
+            KeySpec {
+                name: "writer_memory",
+                help: "memory budget of the index writer",
+                set: |c, raw, _| {
+                    c.index.writer_memory = at_least(
+                        size(raw)?,
+                        15 * MIB,
+                        " (tantivy needs at least 15MB per indexing thread)",
+                    )?;
+                    Ok(())
+                },
+                get: |c| Value::from(format_size(c.index.writer_memory)),
+            },
+        ],
+    },
+    SectionSpec {
+        name: "api",
+        keys: &[KeySpec {
+            name: "listen",
+            help: "address of the HTTP API",
+            set: |c, raw, _| {
+                c.api.listen = listen_addr(string(raw, "\"127.0.0.1:9171\"")?)?;
+                Ok(())
+            },
+            get: |c| Value::from(c.api.listen.as_str()),
+        }],
+    },
+];
+
+fn env_name(section: Option<&str>, key: &str) -> String {
+    match section {
+        Some(section) => format!("LOGAGG_{section}_{key}"),
+        None => format!("LOGAGG_{key}"),
+    }
+    .to_ascii_uppercase()
+}
+
+// ---------------------------------------------------------------------------------------
+// Value checks shared by the descriptors
+
+fn type_error(item: &Item, expected: &str) -> Problem {
+    format!("expected {expected}, found {}", item.type_name()).into()
+}
+
+fn string<'a>(raw: Raw<'a>, example: &str) -> Result<&'a str, Problem> {
+    match raw {
+        Raw::Toml(item) => item
+            .as_str()
+            .ok_or_else(|| type_error(item, &format!("a string such as {example}"))),
+        Raw::Text(text) => Ok(text),
+    }
+}
+
+fn not_empty(s: &str) -> Result<&str, Problem> {
+    if s.trim().is_empty() {
+        return Err(String::from("must not be empty").into());
+    }
+    Ok(s)
+}
+
+/// A size: a string with a unit, or (in the file) an integer number of bytes.
+fn size(raw: Raw<'_>) -> Result<u64, Problem> {
+    if let Raw::Toml(item) = raw {
+        if let Some(n) = item.as_integer() {
+            return u64::try_from(n).map_err(|_| {
+                format!("invalid size {n} (a number of bytes cannot be negative)").into()
+            });
+        }
+    }
+    let expected = "a size such as \"1MiB\" or a number of bytes";
+    let text = match raw {
+        Raw::Toml(item) => item.as_str().ok_or_else(|| type_error(item, expected))?,
+        Raw::Text(text) => text,
+    };
+    Ok(parse_size(text)?)
+}
+
+fn duration(raw: Raw<'_>) -> Result<Duration, Problem> {
+    Ok(parse_duration(string(raw, "\"5s\"")?)?)
+}
+
+fn at_least(bytes: u64, min: u64, why: &str) -> Result<u64, Problem> {
+    if bytes < min {
+        return Err(format!(
+            "{} is below the minimum of {}{why}",
+            format_size(bytes),
+            format_size(min)
+        )
+        .into());
+    }
+    Ok(bytes)
+}
+
+fn positive(d: Duration) -> Result<Duration, Problem> {
+    if d.is_zero() {
+        return Err(String::from("must be greater than 0").into());
+    }
+    Ok(d)
+}
+
+fn string_array(item: &Item) -> Result<Vec<String>, Problem> {
+    let expected = "an array of strings such as [\"logs/pm2/*.log\"]";
+    let array = item.as_array().ok_or_else(|| type_error(item, expected))?;
+    array
+        .iter()
+        .enumerate()
+        .map(|(i, value)| match value.as_str() {
+            Some(s) => Ok(s.to_string()),
+            None => Err(Problem {
+                message: format!(
+                    "element {}: expected a string, found {}",
+                    i + 1,
+                    value.type_name()
+                ),
+                span: value.span(),
+            }),
+        })
+        .collect()
+}
+
+fn resolve_globs(patterns: &[String], cwd: &Path) -> Result<Vec<String>, Problem> {
+    if patterns.is_empty() {
+        return Err(String::from("must name at least one glob").into());
+    }
+    patterns
+        .iter()
+        .map(|p| {
+            let resolved = resolve_glob(cwd, not_empty(p)?);
+            glob::Pattern::new(&resolved)
+                .map_err(|e| Problem::from(format!("invalid glob {p:?}: {e}")))?;
+            Ok(resolved)
+        })
+        .collect()
+}
+
+/// A socket address; `localhost` is taken as 127.0.0.1 since `SocketAddr` has no names.
+fn listen_addr(s: &str) -> Result<String, Problem> {
+    let s = s.trim();
+    let addr = match s.strip_prefix("localhost:") {
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
+        None => s.parse::<SocketAddr>().ok(),
+    };
+    match addr {
+        Some(addr) => Ok(addr.to_string()),
+        None => Err(format!(
+            "invalid address {s:?} (expected host:port such as 127.0.0.1:9171 or [::1]:9171)"
+        )
+        .into()),
+    }
+}
+
+/// `path` against `cwd` unless absolute, without `.` components.
+fn resolve_path(cwd: &Path, path: &Path) -> PathBuf {
+    cwd.join(path)
+        .components()
+        .filter(|c| *c != Component::CurDir)
+        .collect()
+}
+
+/// A glob against `cwd` unless absolute. The cwd part is escaped so a directory named
+/// `a[1]` is not read as a pattern.
+fn resolve_glob(cwd: &Path, pattern: &str) -> String {
+    let relative: PathBuf = Path::new(pattern)
+        .components()
+        .filter(|c| *c != Component::CurDir)
+        .collect();
+    if relative.is_absolute() {
+        return relative.to_string_lossy().into_owned();
+    }
+    let base = glob::Pattern::escape(&cwd.to_string_lossy());
+    Path::new(&base)
+        .join(relative)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
+
+// ---------------------------------------------------------------------------------------
+// The three layers over the defaults
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    (line, before[line_start..].chars().count() + 1)
+}
+
+fn apply_file(config: &mut Config, text: &str, file: &Path, cwd: &Path) -> Result<(), ConfigError> {
+    let position = |span: Option<Range<usize>>| line_column(text, span.map_or(0, |s| s.start));
+    let doc = Document::parse(text).map_err(|e| {
+        let (line, column) = position(e.span());
+        ConfigError::Syntax {
+            file: file.to_path_buf(),
+            line,
+            column,
+            message: e.message().trim().replace('\n', "; "),
+        }
+    })?;
+
+    let unknown = |key: String, item: &Item, key_span, known: String| {
+        let (line, column) = position(key_span);
+        ConfigError::Unknown {
+            file: file.to_path_buf(),
+            line,
+            column,
+            what: if item.is_table_like() { "table" } else { "key" },
+            key,
+            known,
+        }
+    };
+    let invalid = |key: String, problem: Problem, item: &Item, key_span: Option<Range<usize>>| {
+        let (line, column) = position(problem.span.or_else(|| item.span()).or(key_span));
+        ConfigError::Invalid {
+            file: file.to_path_buf(),
+            line,
+            column,
+            key,
+            message: problem.message,
+        }
+    };
+
+    let root = doc.as_table();
+    for (name, item) in root.iter() {
+        let key_span = root.key(name).and_then(|k| k.span());
+        if let Some(spec) = TOP_KEYS.iter().find(|k| k.name == name) {
+            (spec.set)(config, Raw::Toml(item), cwd)
+                .map_err(|p| invalid(name.to_string(), p, item, key_span))?;
+            continue;
+        }
+        let Some(section) = SECTIONS.iter().find(|s| s.name == name) else {
+            return Err(unknown(name.to_string(), item, key_span, known_top_level()));
+        };
+        let Some(table) = item.as_table_like() else {
+            let problem = type_error(item, &format!("a table [{name}]"));
+            return Err(invalid(name.to_string(), problem, item, key_span));
+        };
+        for (key, value) in table.iter() {
+            let dotted = format!("{name}.{key}");
+            let key_span = table.key(key).and_then(|k| k.span());
+            let Some(spec) = section.keys.iter().find(|k| k.name == key) else {
+                return Err(unknown(dotted, value, key_span, known_in(section)));
+            };
+            (spec.set)(config, Raw::Toml(value), cwd)
+                .map_err(|p| invalid(dotted, p, value, key_span))?;
+        }
+    }
+    Ok(())
+}
+
+fn known_top_level() -> String {
+    let keys: Vec<&str> = TOP_KEYS.iter().map(|k| k.name).collect();
+    let tables: Vec<String> = SECTIONS.iter().map(|s| format!("[{}]", s.name)).collect();
+    format!(
+        "known top-level keys: {}; tables: {}",
+        keys.join(", "),
+        tables.join(", ")
+    )
+}
+
+fn known_in(section: &SectionSpec) -> String {
+    let keys: Vec<&str> = section.keys.iter().map(|k| k.name).collect();
+    format!("known keys in [{}]: {}", section.name, keys.join(", "))
+}
+
+fn apply_env(
+    config: &mut Config,
+    env: &dyn Fn(&str) -> Option<String>,
+    cwd: &Path,
+) -> Result<(), ConfigError> {
+    let all = TOP_KEYS.iter().map(|k| (None, k)).chain(
+        SECTIONS
+            .iter()
+            .flat_map(|s| s.keys.iter().map(move |k| (Some(s.name), k))),
+    );
+    for (section, spec) in all {
+        let var = env_name(section, spec.name);
+        // An empty variable counts as unset: `LOGAGG_API_LISTEN= logagg` means "no override".
+        let Some(value) = non_empty(env(&var)) else {
+            continue;
+        };
+        (spec.set)(config, Raw::Text(&value), cwd).map_err(|p| ConfigError::Env {
+            var,
+            message: p.message,
+        })?;
+    }
+    Ok(())
+}
+
+fn apply_flags(config: &mut Config, flags: &Overrides, cwd: &Path) -> Result<(), ConfigError> {
+    let flag_error = |flag, p: Problem| ConfigError::Flag {
+        flag,
+        message: p.message,
+    };
+    if let Some(dir) = &flags.data_dir {
+        if dir.as_os_str().is_empty() {
+            return Err(flag_error(
+                "--data-dir",
+                String::from("must not be empty").into(),
+            ));
+        }
+        config.data_dir = resolve_path(cwd, dir);
+    }
+    if !flags.paths.is_empty() {
+        config.sources.paths =
+            resolve_globs(&flags.paths, cwd).map_err(|p| flag_error("--path", p))?;
+    }
+    if let Some(listen) = &flags.listen {
+        config.api.listen = listen_addr(listen).map_err(|p| flag_error("--listen", p))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cwd() -> PathBuf {
+        PathBuf::from("/srv/app")
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    /// A temporary working directory holding `config/logagg.toml` with `text`.
+    fn with_default_file(text: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("config")).unwrap();
+        std::fs::write(dir.path().join(DEFAULT_FILE), text).unwrap();
+        dir
+    }
+
+    fn load_text(text: &str) -> Result<Config, ConfigError> {
+        let dir = with_default_file(text);
+        Config::load(&Overrides::default(), &no_env, dir.path())
+    }
+
+    /// The error message for `text` as the default file, with the temp dir made stable.
+    fn error_for(text: &str) -> String {
+        load_text(text).unwrap_err().to_string()
+    }
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_without_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::load(&Overrides::default(), &no_env, dir.path()).unwrap();
+        assert_eq!(config, Config::defaults(dir.path()));
+        assert_eq!(config.file, None);
+
+        let d = Config::defaults(&cwd());
+        assert_eq!(d.data_dir, PathBuf::from("/srv/app/logs/logagg"));
+        assert_eq!(d.sources.paths, vec!["/srv/app/logs/pm2/*.log".to_string()]);
+        assert_eq!(d.sources.max_line_bytes, 1 << 20);
+        assert_eq!(d.sources.rescan_interval, Duration::from_secs(5));
+        assert_eq!(d.sources.linger, Duration::from_secs(2));
+        assert_eq!(d.index.commit_interval, Duration::from_secs(1));
+        assert_eq!(d.index.retention, Duration::from_secs(30 * 86_400));
+        assert_eq!(d.index.writer_memory, 64 << 20);
+        assert_eq!(d.api.listen, "127.0.0.1:9171");
+    }
+
+    #[test]
+    fn shipped_file_equals_defaults() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_FILE);
+        let flags = Overrides {
+            config: Some(shipped.clone()),
+            ..Overrides::default()
+        };
+        let loaded = Config::load(&flags, &no_env, &cwd()).unwrap();
+        assert_eq!(loaded.file.as_deref(), Some(shipped.as_path()));
+        assert_eq!(
+            Config {
+                file: None,
+                ..loaded
+            },
+            Config::defaults(&cwd())
+        );
+    }
+
+    #[test]
+    fn shipped_file_names_every_key() {
+        let keys = |text: &str| -> Vec<String> {
+            let doc = Document::parse(text.to_string()).unwrap();
+            let mut keys = Vec::new();
+            for (name, item) in doc.as_table().iter() {
+                match item.as_table_like() {
+                    Some(table) => keys.extend(table.iter().map(|(k, _)| format!("{name}.{k}"))),
+                    None => keys.push(name.to_string()),
+                }
+            }
+            keys
+        };
+        let shipped =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_FILE))
+                .unwrap();
+        assert_eq!(keys(&shipped), keys(&Config::defaults(&cwd()).to_toml()));
+    }
+
+    #[test]
+    fn file_overrides_defaults() {
+        let dir = with_default_file(
+            r#"
+data_dir = "/var/lib/logagg"
+[sources]
+paths = ["/var/log/pm2/*.log", "extra/*.log"]
+max_line_bytes = 65536
+rescan_interval = "30s"
+linger = "500ms"
+[index]
+commit_interval = "2s"
+retention = "7d"
+writer_memory = "128MiB"
+[api]
+listen = "0.0.0.0:8080"
+"#,
+        );
+        let c = Config::load(&Overrides::default(), &no_env, dir.path()).unwrap();
+        assert_eq!(c.file, Some(dir.path().join(DEFAULT_FILE)));
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/logagg"));
+        assert_eq!(
+            c.sources.paths,
+            vec![
+                "/var/log/pm2/*.log".to_string(),
+                format!("{}/extra/*.log", dir.path().display())
+            ]
+        );
+        assert_eq!(c.sources.max_line_bytes, 65536);
+        assert_eq!(c.sources.rescan_interval, Duration::from_secs(30));
+        assert_eq!(c.sources.linger, Duration::from_millis(500));
+        assert_eq!(c.index.commit_interval, Duration::from_secs(2));
+        assert_eq!(c.index.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.index.writer_memory, 128 << 20);
+        assert_eq!(c.api.listen, "0.0.0.0:8080");
+    }
+
+    #[test]
+    fn partial_file_keeps_other_defaults_and_accepts_inline_and_dotted_tables() {
+        let dir =
+            with_default_file("index.retention = \"1d\"\napi = { listen = \"localhost:80\" }\n");
+        let c = Config::load(&Overrides::default(), &no_env, dir.path()).unwrap();
+        let mut expected = Config::defaults(dir.path());
+        expected.index.retention = Duration::from_secs(86_400);
+        expected.api.listen = "127.0.0.1:80".to_string();
+        expected.file = c.file.clone();
+        assert_eq!(c, expected);
+    }
+
+    #[test]
+    fn file_from_env_and_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.toml"),
+            "[api]\nlisten = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("b.toml"),
+            "[api]\nlisten = \"127.0.0.1:2\"\n",
+        )
+        .unwrap();
+        let env = env_of(&[("LOGAGG_CONFIG", "a.toml")]);
+        let c = Config::load(&Overrides::default(), &env, dir.path()).unwrap();
+        assert_eq!(c.api.listen, "127.0.0.1:1");
+        assert_eq!(c.file, Some(dir.path().join("a.toml")));
+        let flags = Overrides {
+            config: Some(dir.path().join("b.toml")),
+            ..Overrides::default()
+        };
+        let c = Config::load(&flags, &env, dir.path()).unwrap();
+        assert_eq!(c.api.listen, "127.0.0.1:2");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let dir = with_default_file("[index]\nretention = \"7d\"\ncommit_interval = \"3s\"\n");
+        let env = env_of(&[
+            ("LOGAGG_INDEX_RETENTION", "14d"),
+            ("LOGAGG_SOURCES_PATHS", "a/*.log, /abs/*.log"),
+            ("LOGAGG_DATA_DIR", "state"),
+            ("LOGAGG_API_LISTEN", "[::1]:9000"),
+            ("LOGAGG_SOURCES_MAX_LINE_BYTES", "2MiB"),
+            // empty means unset
+            ("LOGAGG_INDEX_WRITER_MEMORY", ""),
+        ]);
+        let c = Config::load(&Overrides::default(), &env, dir.path()).unwrap();
+        assert_eq!(c.index.retention, Duration::from_secs(14 * 86_400));
+        assert_eq!(c.index.commit_interval, Duration::from_secs(3));
+        assert_eq!(
+            c.sources.paths,
+            vec![
+                format!("{}/a/*.log", dir.path().display()),
+                "/abs/*.log".to_string()
+            ]
+        );
+        assert_eq!(c.data_dir, dir.path().join("state"));
+        assert_eq!(c.api.listen, "[::1]:9000");
+        assert_eq!(c.sources.max_line_bytes, 2 << 20);
+        assert_eq!(c.index.writer_memory, 64 << 20);
+    }
+
+    #[test]
+    fn flags_override_env() {
+        let env = env_of(&[
+            ("LOGAGG_DATA_DIR", "/from/env"),
+            ("LOGAGG_SOURCES_PATHS", "/env/*.log"),
+            ("LOGAGG_API_LISTEN", "127.0.0.1:1"),
+        ]);
+        let flags = Overrides {
+            config: None,
+            data_dir: Some(PathBuf::from("./flag/dir")),
+            paths: vec!["flag/*.log".to_string()],
+            listen: Some("localhost:2".to_string()),
+        };
+        let c = Config::load(&flags, &env, &cwd()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/app/flag/dir"));
+        assert_eq!(c.sources.paths, vec!["/srv/app/flag/*.log".to_string()]);
+        assert_eq!(c.api.listen, "127.0.0.1:2");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_cwd() {
+        let c = Config::defaults(Path::new("/home/a[1]"));
+        assert_eq!(c.data_dir, PathBuf::from("/home/a[1]/logs/logagg"));
+        // The cwd is escaped so it matches itself literally.
+        assert_eq!(
+            c.sources.paths,
+            vec!["/home/a[[]1[]]/logs/pm2/*.log".to_string()]
+        );
+        let pattern = glob::Pattern::new(&c.sources.paths[0]).unwrap();
+        assert!(pattern.matches("/home/a[1]/logs/pm2/api-out.log"));
+
+        let flags = Overrides {
+            data_dir: Some(PathBuf::from("/abs/data")),
+            paths: vec!["./x/*.log".to_string(), "/y/*.log".to_string()],
+            ..Overrides::default()
+        };
+        let c = Config::load(&flags, &no_env, &cwd()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/abs/data"));
+        assert_eq!(
+            c.sources.paths,
+            vec!["/srv/app/x/*.log".to_string(), "/y/*.log".to_string()]
+        );
+    }
+
+    #[test]
+    fn syntax_error_names_file_line_and_column() {
+        assert_eq!(
+            error_for("[index]\nretention = \"7d\"\ncommit = \n"),
+            "config/logagg.toml:3:10: syntax error: string values must be quoted, expected literal string"
+        );
+    }
+
+    #[test]
+    fn unknown_key_and_table() {
+        assert_eq!(
+            error_for("\n[index]\nretention = \"7d\"\n\ncomit_interval = \"1s\"\n"),
+            "config/logagg.toml:5:1: unknown key \"index.comit_interval\" \
+             (known keys in [index]: commit_interval, retention, writer_memory)"
+        );
+        assert_eq!(
+            error_for("[api]\nlisten = \"127.0.0.1:1\"\n\n[indx]\nretention = \"7d\"\n"),
+            "config/logagg.toml:4:2: unknown table \"indx\" \
+             (known top-level keys: data_dir; tables: [sources], [index], [api])"
+        );
+        assert_eq!(
+            error_for("datadir = \"x\"\n"),
+            "config/logagg.toml:1:1: unknown key \"datadir\" \
+             (known top-level keys: data_dir; tables: [sources], [index], [api])"
+        );
+        assert_eq!(
+            error_for("[sources]\n[sources.extra]\nx = 1\n"),
+            "config/logagg.toml:2:10: unknown table \"sources.extra\" \
+             (known keys in [sources]: paths, max_line_bytes, rescan_interval, linger)"
+        );
+    }
+
+    #[test]
+    fn wrong_types() {
+        assert_eq!(
+            error_for("[sources]\npaths = [\"a\"]\n\nmax_line_bytes = true\n"),
+            "config/logagg.toml:4:18: key \"sources.max_line_bytes\": \
+             expected a size such as \"1MiB\" or a number of bytes, found boolean"
+        );
+        assert_eq!(
+            error_for("[index]\ncommit_interval = 5\n"),
+            "config/logagg.toml:2:19: key \"index.commit_interval\": \
+             expected a string such as \"5s\", found integer"
+        );
+        assert_eq!(
+            error_for("[sources]\npaths = [\"a/*.log\",\n  3]\n"),
+            "config/logagg.toml:3:3: key \"sources.paths\": element 2: expected a string, found integer"
+        );
+        assert_eq!(
+            error_for("[sources]\npaths = \"a/*.log\"\n"),
+            "config/logagg.toml:2:9: key \"sources.paths\": \
+             expected an array of strings such as [\"logs/pm2/*.log\"], found string"
+        );
+        assert_eq!(
+            error_for("index = 3\n"),
+            "config/logagg.toml:1:9: key \"index\": expected a table [index], found integer"
+        );
+        assert_eq!(
+            error_for("data_dir = 1\n"),
+            "config/logagg.toml:1:12: key \"data_dir\": \
+             expected a string such as \"logs/logagg\", found integer"
+        );
+    }
+
+    #[test]
+    fn bad_values() {
+        let e = |text: &str| error_for(text);
+        assert_eq!(
+            e("# comment\n\n\n\n\n[index]\ncommit_interval = \"1x\"\n"),
+            "config/logagg.toml:7:19: key \"index.commit_interval\": \
+             invalid duration \"1x\" (expected e.g. 500ms, 10s, 5m, 2h, 7d)"
+        );
+        assert_eq!(
+            e("[sources]\nmax_line_bytes = \"12XB\"\n"),
+            "config/logagg.toml:2:18: key \"sources.max_line_bytes\": \
+             invalid size \"12XB\" (expected e.g. 512KiB, 10MiB, 1GiB)"
+        );
+        assert_eq!(
+            e("[sources]\nmax_line_bytes = 512\n"),
+            "config/logagg.toml:2:18: key \"sources.max_line_bytes\": \
+             512B is below the minimum of 1KiB"
+        );
+        assert_eq!(
+            e("[sources]\nmax_line_bytes = -1\n"),
+            "config/logagg.toml:2:18: key \"sources.max_line_bytes\": \
+             invalid size -1 (a number of bytes cannot be negative)"
+        );
+        assert_eq!(
+            e("[index]\ncommit_interval = \"0s\"\n"),
+            "config/logagg.toml:2:19: key \"index.commit_interval\": must be greater than 0"
+        );
+        assert_eq!(
+            e("[index]\nwriter_memory = \"10MiB\"\n"),
+            "config/logagg.toml:2:17: key \"index.writer_memory\": 10MiB is below the minimum \
+             of 15MiB (tantivy needs at least 15MB per indexing thread)"
+        );
+        assert_eq!(
+            e("[sources]\npaths = []\n"),
+            "config/logagg.toml:2:9: key \"sources.paths\": must name at least one glob"
+        );
+        let glob = e("[sources]\npaths = [\"a/[x.log\"]\n");
+        assert!(
+            glob.starts_with(
+                "config/logagg.toml:2:9: key \"sources.paths\": invalid glob \"a/[x.log\": "
+            ),
+            "{glob}"
+        );
+        assert_eq!(
+            e("[api]\nlisten = \"nowhere\"\n"),
+            "config/logagg.toml:2:10: key \"api.listen\": invalid address \"nowhere\" \
+             (expected host:port such as 127.0.0.1:9171 or [::1]:9171)"
+        );
+        // A zero retention or linger is allowed.
+        assert!(load_text("[index]\nretention = \"0s\"\n[sources]\nlinger = \"0s\"\n").is_ok());
+    }
+
+    #[test]
+    fn missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = Overrides {
+            config: Some(PathBuf::from("/x/y.toml")),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            Config::load(&flags, &no_env, dir.path())
+                .unwrap_err()
+                .to_string(),
+            "config file /x/y.toml: No such file or directory"
+        );
+        let env = env_of(&[("LOGAGG_CONFIG", "conf/missing.toml")]);
+        assert_eq!(
+            Config::load(&Overrides::default(), &env, dir.path())
+                .unwrap_err()
+                .to_string(),
+            "config file conf/missing.toml: No such file or directory"
+        );
+    }
+
+    #[test]
+    fn env_errors_name_the_variable() {
+        let env = env_of(&[("LOGAGG_INDEX_RETENTION", "abc")]);
+        assert_eq!(
+            Config::load(&Overrides::default(), &env, &cwd())
+                .unwrap_err()
+                .to_string(),
+            "environment variable LOGAGG_INDEX_RETENTION: \
+             invalid duration \"abc\" (expected e.g. 500ms, 10s, 5m, 2h, 7d)"
+        );
+        let env = env_of(&[("LOGAGG_INDEX_WRITER_MEMORY", "1MiB")]);
+        assert!(Config::load(&Overrides::default(), &env, &cwd())
+            .unwrap_err()
+            .to_string()
+            .starts_with("environment variable LOGAGG_INDEX_WRITER_MEMORY: 1MiB is below"));
+    }
+
+    #[test]
+    fn unknown_env_names() {
+        let ok = [
+            "PATH",
+            "LOGAGG_CONFIG",
+            "LOGAGG_ADDR",
+            "LOGAGG_TOKEN",
+            "LOGAGG_LOG",
+            "LOGAGG_DATA_DIR",
+            "LOGAGG_SOMETHING_ELSE",
+            "LOGAGG_INDEX_RETENTION",
+            "LOGAGG_SOURCES_MAX_LINE_BYTES",
+        ];
+        assert!(Config::check_env_names(ok).is_ok());
+        assert_eq!(
+            Config::check_env_names(["PATH", "LOGAGG_INDEX_COMIT_INTERVAL"])
+                .unwrap_err()
+                .to_string(),
+            "environment variable LOGAGG_INDEX_COMIT_INTERVAL: unknown key \
+             \"index.comit_interval\" (known variables: LOGAGG_INDEX_COMMIT_INTERVAL, \
+             LOGAGG_INDEX_RETENTION, LOGAGG_INDEX_WRITER_MEMORY)"
+        );
+        assert!(Config::check_env_names(["LOGAGG_API_PORT"]).is_err());
+    }
+
+    #[test]
+    fn flag_errors() {
+        let flags = Overrides {
+            listen: Some("9171".to_string()),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            Config::load(&flags, &no_env, &cwd())
+                .unwrap_err()
+                .to_string(),
+            "flag --listen: invalid address \"9171\" \
+             (expected host:port such as 127.0.0.1:9171 or [::1]:9171)"
+        );
+    }
+
+    #[test]
+    fn to_toml_round_trips() {
+        let dir = with_default_file(
+            "data_dir = \"/d\"\n[sources]\npaths = [\"a/*.log\", \"/b/\\\"q\\\".log\"]\n\
+             max_line_bytes = 1536\nlinger = \"1m30s\"\n[index]\nretention = \"1.5d\"\n\
+             writer_memory = \"20MB\"\n",
+        );
+        let config = Config::load(&Overrides::default(), &no_env, dir.path()).unwrap();
+        let text = config.to_toml();
+        for key in [
+            "data_dir",
+            "paths",
+            "max_line_bytes",
+            "writer_memory",
+            "listen",
+        ] {
+            assert!(
+                text.contains(&format!("\n{key} = ")),
+                "{key} missing in\n{text}"
+            );
+        }
+        let other = with_default_file(&text);
+        let again = Config::load(&Overrides::default(), &no_env, other.path()).unwrap();
+        assert_eq!(
+            Config {
+                file: config.file.clone(),
+                ..again
+            },
+            config,
+            "{text}"
+        );
+
+        let defaults = Config::defaults(&cwd());
+        let dir = with_default_file(&defaults.to_toml());
+        let again = Config::load(&Overrides::default(), &no_env, dir.path()).unwrap();
+        assert_eq!(
+            Config {
+                file: None,
+                ..again
+            },
+            defaults
+        );
+    }
+
+    #[test]
+    fn error_display_is_one_line() {
+        for text in [
+            "a = ",
+            "[index\n",
+            "x = \"\n\"",
+            "[[index]]\n",
+            "[index]\nretention = [\n1,\n",
+        ] {
+            let message = error_for(text);
+            assert!(!message.contains('\n'), "{message:?}");
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The one place that wires the daemon together: index, tailer, API, signals, and a
+//! shutdown that stops reading, commits what was read and exits within two seconds.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tracing::{info, warn};
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::index::{IndexError, Indexer, IndexerOptions, Timeline};
+use crate::tail::{Tailer, TailerOptions};
+
+/// Batches in flight between the tailer and the index: the backpressure bound.
+const CHANNEL_BATCHES: usize = 4;
+
+/// The file the daemon writes its bound address to, so tests and scripts can find a
+/// daemon started on port 0.
+pub fn addr_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("api.addr")
+}
+
+pub fn run(config: &Config) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: &Config) -> Result<()> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
+    let index_dir = data_dir.join("index");
+    let timeline = Timeline::open(&index_dir)?;
+    let indexer = Indexer::new(
+        &timeline,
+        IndexerOptions {
+            commit_interval: config.index.commit_interval,
+            retention: config.index.retention,
+            writer_memory: config.index.writer_memory,
+        },
+    )
+    .map_err(|e| match e {
+        IndexError::Open {
+            source: tantivy::TantivyError::LockFailure(..),
+            ..
+        } => anyhow::anyhow!(
+            "another logagg daemon is already using {}",
+            index_dir.display()
+        ),
+        e => e.into(),
+    })?;
+    let resume = indexer.checkpoints();
+    info!(
+        files = resume.len(),
+        "resuming from the index's checkpoints"
+    );
+
+    let (tx, rx) = sync_channel(CHANNEL_BATCHES);
+    let stop = Arc::new(AtomicBool::new(false));
+    let index_thread = std::thread::Builder::new()
+        .name("index".into())
+        .spawn(move || indexer.run(rx))?;
+    let tailer = Tailer::new(
+        TailerOptions {
+            globs: config.sources.paths.clone(),
+            max_line_bytes: config.sources.max_line_bytes,
+            rescan_interval: config.sources.rescan_interval,
+            linger: config.sources.linger,
+        },
+        resume,
+        tx,
+        stop.clone(),
+    );
+    let tail_thread = std::thread::Builder::new()
+        .name("tail".into())
+        .spawn(move || tailer.run())?;
+
+    let listener = tokio::net::TcpListener::bind(&config.api.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.api.listen))?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let addr_path = addr_file(data_dir);
+    write_atomically(&addr_path, &format!("{addr}\n"))?;
+    let ready = Arc::new(AtomicBool::new(true));
+    info!(%addr, "listening on http://{addr}");
+
+    let state = AppState {
+        timeline: timeline.clone(),
+        ready,
+    };
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the HTTP server failed")?;
+
+    info!("stopping: finishing reads and committing");
+    stop.store(true, Ordering::Relaxed);
+    let joined = tokio::task::spawn_blocking(move || {
+        let _ = tail_thread.join();
+        let _ = index_thread.join();
+    });
+    if tokio::time::timeout(Duration::from_millis(1800), joined)
+        .await
+        .is_err()
+    {
+        warn!("shutdown took too long; the next start resumes from the last commit");
+    }
+    let _ = std::fs::remove_file(&addr_path);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! The timeline: a tantivy index on disk holding every record, and the read checkpoints of
+//! every file in each commit's payload, so what is indexed and where reading resumes can
+//! never disagree after a crash.
+
+pub mod schema;
+pub mod search;
+pub mod writer;
+
+use std::path::Path;
+
+use tantivy::directory::MmapDirectory;
+use tantivy::{Index, IndexReader, ReloadPolicy};
+
+use crate::tail::checkpoint::CheckpointSet;
+pub use schema::Fields;
+pub use search::{Hit, Order, SearchError, SearchRequest, SearchResult};
+pub use writer::{Indexer, IndexerOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("index at {path}: {source}")]
+    Open {
+        path: String,
+        source: tantivy::TantivyError,
+    },
+    #[error("index at {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("index at {path}: the stored checkpoints are unreadable: {source}")]
+    Payload {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("index at {path} was built with another schema; move it aside to start a new one")]
+    SchemaMismatch { path: String },
+}
+
+/// An open timeline: the index, its field handles and a reader that the writer reloads
+/// after each commit.
+#[derive(Clone)]
+pub struct Timeline {
+    pub index: Index,
+    pub fields: Fields,
+    pub reader: IndexReader,
+}
+
+impl Timeline {
+    /// Opens the index in `dir`, creating it when absent.
+    pub fn open(dir: &Path) -> Result<Timeline, IndexError> {
+        let path = dir.display().to_string();
+        std::fs::create_dir_all(dir).map_err(|source| IndexError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let (schema, fields) = schema::build();
+        let mmap = MmapDirectory::open(dir).map_err(|e| IndexError::Open {
+            path: path.clone(),
+            source: e.into(),
+        })?;
+        let index = Index::open_or_create(mmap, schema).map_err(|source| match source {
+            tantivy::TantivyError::SchemaError(_) => {
+                IndexError::SchemaMismatch { path: path.clone() }
+            }
+            source => IndexError::Open {
+                path: path.clone(),
+                source,
+            },
+        })?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(|source| IndexError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Timeline {
+            index,
+            fields,
+            reader,
+        })
+    }
+
+    /// The checkpoints stored with the last commit (empty for a new index).
+    pub fn checkpoints(&self) -> Result<CheckpointSet, IndexError> {
+        let path = "timeline".to_string();
+        let metas = self.index.load_metas().map_err(|source| IndexError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        match metas.payload {
+            None => Ok(CheckpointSet::default()),
+            Some(p) => {
+                serde_json::from_str(&p).map_err(|source| IndexError::Payload { path, source })
+            }
+        }
+    }
+}

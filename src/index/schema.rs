@@ -1,0 +1,63 @@
+//! The index schema, built in one place, with a struct of field handles so no other code
+//! looks a field up by name (fast-field columns, which tantivy reads by name, use the
+//! constants here).
+
+use tantivy::schema::{
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, FAST,
+    INDEXED, STORED, STRING,
+};
+
+pub const TS: &str = "ts";
+pub const FILE_ORD: &str = "file_ord";
+pub const OFFSET: &str = "offset";
+pub const SUB: &str = "sub";
+pub const SERVICE: &str = "service";
+
+#[derive(Clone, Copy, Debug)]
+pub struct Fields {
+    /// Microseconds since the epoch (fast, for ranges and ordering).
+    pub ts: Field,
+    pub ts_source: Field,
+    pub service: Field,
+    pub stream: Field,
+    pub instance: Field,
+    pub level: Field,
+    pub kind: Field,
+    pub message: Field,
+    pub file: Field,
+    /// A hash of the file path: orders records with equal timestamps by file, then offset.
+    pub file_ord: Field,
+    pub offset: Field,
+    pub sub: Field,
+    pub split: Field,
+}
+
+pub fn build() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    // Range filters on `ts` run on the fast column; no inverted index needed.
+    let num = NumericOptions::default().set_fast().set_stored();
+    // Positions are kept so phrase queries ("upstream timeout") work.
+    let message = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("default")
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        )
+        .set_stored();
+    let fields = Fields {
+        ts: b.add_i64_field(TS, num.clone()),
+        ts_source: b.add_text_field("ts_source", STORED),
+        service: b.add_text_field(SERVICE, STRING | STORED | FAST),
+        stream: b.add_text_field("stream", STRING | STORED),
+        instance: b.add_u64_field("instance", INDEXED | STORED),
+        level: b.add_text_field("level", STRING | STORED),
+        kind: b.add_text_field("kind", STRING | STORED),
+        message: b.add_text_field("message", message),
+        file: b.add_text_field("file", STRING | STORED),
+        file_ord: b.add_u64_field(FILE_ORD, FAST),
+        offset: b.add_u64_field(OFFSET, FAST | STORED),
+        sub: b.add_u64_field(SUB, FAST | STORED),
+        split: b.add_bool_field("split", STORED),
+    };
+    (b.build(), fields)
+}

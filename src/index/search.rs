@@ -1,0 +1,357 @@
+//! Queries over the timeline: tantivy's query syntax on the message, filters on service,
+//! stream, level, kind and time, an exact total, and hits in timeline order (timestamp,
+//! then file, then position in the file) with a cursor to page on.
+
+use std::ops::Bound;
+
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::{DocAddress, Searcher, SegmentReader, TantivyDocument, Term};
+
+use super::schema::{self, Fields};
+use super::Timeline;
+use crate::record::{Kind, Level, Stream};
+
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 10_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Newest first.
+    #[default]
+    Desc,
+    Asc,
+}
+
+/// Where a hit sits in the timeline; also the paging cursor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SortKey {
+    pub ts: i64,
+    pub file_ord: u64,
+    pub offset: u64,
+    pub sub: u64,
+}
+
+impl SortKey {
+    pub fn encode(&self) -> String {
+        format!(
+            "{}.{:x}.{:x}.{:x}",
+            self.ts, self.file_ord, self.offset, self.sub
+        )
+    }
+
+    pub fn decode(s: &str) -> Option<SortKey> {
+        let mut it = s.split('.');
+        let key = SortKey {
+            ts: it.next()?.parse().ok()?,
+            file_ord: u64::from_str_radix(it.next()?, 16).ok()?,
+            offset: u64::from_str_radix(it.next()?, 16).ok()?,
+            sub: u64::from_str_radix(it.next()?, 16).ok()?,
+        };
+        it.next().is_none().then_some(key)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SearchRequest {
+    pub q: String,
+    pub services: Vec<String>,
+    pub stream: Option<Stream>,
+    /// This level and anything more severe (as `journalctl -p`).
+    pub level: Option<Level>,
+    pub kind: Option<Kind>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub limit: usize,
+    pub order: Order,
+    /// Only hits after this one in the chosen order (the `next` of a previous page).
+    pub after: Option<SortKey>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Hit {
+    pub ts: String,
+    pub ts_source: String,
+    pub service: String,
+    pub stream: String,
+    pub instance: Option<u64>,
+    pub level: Option<String>,
+    pub kind: String,
+    pub message: String,
+    pub file: String,
+    pub offset: u64,
+    pub split: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SearchResult {
+    /// Every match of the query and filters (the cursor does not change it).
+    pub total: u64,
+    pub hits: Vec<Hit>,
+    /// Cursor for the next page, when this page is full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    pub took_ms: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("invalid query: {0}")]
+    Query(String),
+    #[error("search failed: {0}")]
+    Index(#[from] tantivy::TantivyError),
+}
+
+/// RFC 3339 in UTC with microseconds, the one timestamp shape of the API.
+pub fn format_ts(micros: i64) -> String {
+    Utc.timestamp_micros(micros)
+        .single()
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+pub fn search(timeline: &Timeline, req: &SearchRequest) -> Result<SearchResult, SearchError> {
+    let started = std::time::Instant::now();
+    let searcher = timeline.reader.searcher();
+    let f = &timeline.fields;
+    let query = build_query(timeline, req)?;
+    let limit = req.limit.clamp(1, MAX_LIMIT);
+    let total = searcher.search(&*query, &Count)? as u64;
+    // The cursor narrows the time range so pages deep in a large index stay cheap; ties
+    // on the timestamp are sorted out in the scorer.
+    let paged = match req.after {
+        Some(after) => {
+            let bound = match req.order {
+                Order::Desc => {
+                    RangeQuery::new(Bound::Unbounded, Bound::Included(ts_term(f, after.ts)))
+                }
+                Order::Asc => {
+                    RangeQuery::new(Bound::Included(ts_term(f, after.ts)), Bound::Unbounded)
+                }
+            };
+            Box::new(BooleanQuery::new(vec![
+                (Occur::Must, query),
+                (Occur::Must, Box::new(bound)),
+            ])) as Box<dyn Query>
+        }
+        None => query,
+    };
+    let keyed = top_by_key(&searcher, &*paged, limit, req.order, req.after)?;
+    let mut hits = Vec::with_capacity(keyed.len());
+    for (_, addr) in &keyed {
+        let doc: TantivyDocument = searcher.doc(*addr)?;
+        hits.push(to_hit(f, &doc));
+    }
+    let next = (keyed.len() == limit)
+        .then(|| keyed.last().map(|(k, _)| k.encode()))
+        .flatten();
+    Ok(SearchResult {
+        total,
+        hits,
+        next,
+        took_ms: (started.elapsed().as_micros() as f64) / 1000.0,
+    })
+}
+
+fn ts_term(f: &Fields, micros: i64) -> Term {
+    Term::from_field_i64(f.ts, micros)
+}
+
+fn build_query(timeline: &Timeline, req: &SearchRequest) -> Result<Box<dyn Query>, SearchError> {
+    let f = &timeline.fields;
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    let q = req.q.trim();
+    if !q.is_empty() {
+        let mut parser = QueryParser::for_index(&timeline.index, vec![f.message]);
+        // `timeout upstream` means both words, as in grep pipelines and logcli; OR must
+        // be written out.
+        parser.set_conjunction_by_default();
+        let parsed = parser
+            .parse_query(q)
+            .map_err(|e| SearchError::Query(e.to_string()))?;
+        clauses.push((Occur::Must, parsed));
+    }
+    if !req.services.is_empty() {
+        clauses.push((
+            Occur::Must,
+            any_of(f.service, req.services.iter().map(String::as_str)),
+        ));
+    }
+    if let Some(stream) = req.stream {
+        clauses.push((Occur::Must, any_of(f.stream, [stream.as_str()])));
+    }
+    if let Some(level) = req.level {
+        let levels = [
+            Level::Trace,
+            Level::Debug,
+            Level::Info,
+            Level::Warn,
+            Level::Error,
+        ];
+        let wanted = levels.iter().filter(|l| **l >= level).map(|l| l.as_str());
+        clauses.push((Occur::Must, any_of(f.level, wanted)));
+    }
+    if let Some(kind) = req.kind {
+        clauses.push((Occur::Must, any_of(f.kind, [kind.as_str()])));
+    }
+    if req.since.is_some() || req.until.is_some() {
+        let lower = req.since.map_or(Bound::Unbounded, |t| {
+            Bound::Included(ts_term(f, t.timestamp_micros()))
+        });
+        let upper = req.until.map_or(Bound::Unbounded, |t| {
+            Bound::Excluded(ts_term(f, t.timestamp_micros()))
+        });
+        clauses.push((Occur::Must, Box::new(RangeQuery::new(lower, upper))));
+    }
+    Ok(match clauses.len() {
+        0 => Box::new(AllQuery),
+        _ => Box::new(BooleanQuery::new(clauses)),
+    })
+}
+
+fn any_of<'a>(
+    field: tantivy::schema::Field,
+    values: impl IntoIterator<Item = &'a str>,
+) -> Box<dyn Query> {
+    let terms: Vec<(Occur, Box<dyn Query>)> = values
+        .into_iter()
+        .map(|v| {
+            let q: Box<dyn Query> = Box::new(TermQuery::new(
+                Term::from_field_text(field, v),
+                IndexRecordOption::Basic,
+            ));
+            (Occur::Should, q)
+        })
+        .collect();
+    Box::new(BooleanQuery::new(terms))
+}
+
+/// The first `limit` matches in timeline order. Scores are sort keys (reversed for
+/// ascending order); hits at or before the cursor get the lowest score and are dropped.
+fn top_by_key(
+    searcher: &Searcher,
+    query: &dyn Query,
+    limit: usize,
+    order: Order,
+    after: Option<SortKey>,
+) -> Result<Vec<(SortKey, DocAddress)>, SearchError> {
+    const NONE: SortKey = SortKey {
+        ts: i64::MIN,
+        file_ord: 0,
+        offset: 0,
+        sub: 0,
+    };
+    let keys = move |segment: &SegmentReader| {
+        let ff = segment.fast_fields();
+        let ts = ff.i64(schema::TS).map(|c| c.first_or_default_col(0));
+        let file_ord = ff.u64(schema::FILE_ORD).map(|c| c.first_or_default_col(0));
+        let offset = ff.u64(schema::OFFSET).map(|c| c.first_or_default_col(0));
+        let sub = ff.u64(schema::SUB).map(|c| c.first_or_default_col(0));
+        (ts, file_ord, offset, sub)
+    };
+    let passes = move |key: SortKey| match (after, order) {
+        (None, _) => true,
+        (Some(a), Order::Desc) => key < a,
+        (Some(a), Order::Asc) => key > a,
+    };
+    let results: Vec<(SortKey, DocAddress)> = match order {
+        Order::Desc => {
+            let collector =
+                TopDocs::with_limit(limit).custom_score(move |segment: &SegmentReader| {
+                    let (ts, file_ord, offset, sub) = keys(segment);
+                    let cols = (ts.ok(), file_ord.ok(), offset.ok(), sub.ok());
+                    move |doc| match &cols {
+                        (Some(ts), Some(fo), Some(off), Some(sub)) => {
+                            let key = SortKey {
+                                ts: ts.get_val(doc),
+                                file_ord: fo.get_val(doc),
+                                offset: off.get_val(doc),
+                                sub: sub.get_val(doc),
+                            };
+                            if passes(key) {
+                                key
+                            } else {
+                                NONE
+                            }
+                        }
+                        _ => NONE,
+                    }
+                });
+            searcher.search(query, &collector)?
+        }
+        Order::Asc => {
+            let collector =
+                TopDocs::with_limit(limit).custom_score(move |segment: &SegmentReader| {
+                    let (ts, file_ord, offset, sub) = keys(segment);
+                    let cols = (ts.ok(), file_ord.ok(), offset.ok(), sub.ok());
+                    move |doc| match &cols {
+                        (Some(ts), Some(fo), Some(off), Some(sub)) => {
+                            let key = SortKey {
+                                ts: ts.get_val(doc),
+                                file_ord: fo.get_val(doc),
+                                offset: off.get_val(doc),
+                                sub: sub.get_val(doc),
+                            };
+                            std::cmp::Reverse(if passes(key) {
+                                key
+                            } else {
+                                SortKey {
+                                    ts: i64::MAX,
+                                    ..NONE
+                                }
+                            })
+                        }
+                        _ => std::cmp::Reverse(SortKey {
+                            ts: i64::MAX,
+                            ..NONE
+                        }),
+                    }
+                });
+            searcher
+                .search(query, &collector)?
+                .into_iter()
+                .map(|(std::cmp::Reverse(k), a)| (k, a))
+                .collect()
+        }
+    };
+    Ok(results
+        .into_iter()
+        .filter(|(k, _)| k.ts != i64::MIN && k.ts != i64::MAX)
+        .collect())
+}
+
+fn to_hit(f: &Fields, doc: &TantivyDocument) -> Hit {
+    let text = |field| {
+        doc.get_first(field)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let u64_of = |field| doc.get_first(field).and_then(|v| v.as_u64());
+    Hit {
+        ts: format_ts(
+            doc.get_first(f.ts)
+                .and_then(|v| v.as_i64())
+                .unwrap_or_default(),
+        ),
+        ts_source: text(f.ts_source),
+        service: text(f.service),
+        stream: text(f.stream),
+        instance: u64_of(f.instance),
+        level: doc
+            .get_first(f.level)
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        kind: text(f.kind),
+        message: text(f.message),
+        file: text(f.file),
+        offset: u64_of(f.offset).unwrap_or_default(),
+        split: doc
+            .get_first(f.split)
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
+    }
+}

@@ -1,0 +1,209 @@
+//! The one writer of the timeline. It takes batches from the tailer, adds their records,
+//! and commits every `commit_interval` (sooner under load) with the checkpoints of every
+//! file in the commit payload; the reader is reloaded right after, so searches see it.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tantivy::query::RangeQuery;
+use tantivy::{IndexWriter, TantivyDocument, Term};
+use tracing::{debug, error, warn};
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::{Fields, IndexError, Timeline};
+use crate::record::Record;
+use crate::tail::checkpoint::{Checkpoint, CheckpointSet};
+use crate::tail::identity::FileKey;
+use crate::tail::Batch;
+
+/// Commit before the interval is up once this many records wait: bounds how much a crash
+/// makes the tailer read again, and how stale searches get under a flood.
+const COMMIT_RECORDS: usize = 500_000;
+/// How often records older than the retention are deleted.
+const RETENTION_EVERY: Duration = Duration::from_secs(600);
+
+#[derive(Clone, Debug)]
+pub struct IndexerOptions {
+    pub commit_interval: Duration,
+    pub retention: Duration,
+    pub writer_memory: u64,
+}
+
+pub struct Indexer {
+    timeline: Timeline,
+    fields: Fields,
+    writer: IndexWriter,
+    checkpoints: BTreeMap<FileKey, Checkpoint>,
+    opts: IndexerOptions,
+    uncommitted: usize,
+    dirty: bool,
+    last_retention: Option<Instant>,
+}
+
+impl Indexer {
+    pub fn new(timeline: &Timeline, opts: IndexerOptions) -> Result<Indexer, IndexError> {
+        let checkpoints = timeline
+            .checkpoints()?
+            .files
+            .into_iter()
+            .map(|cp| (cp.key, cp))
+            .collect();
+        let writer = timeline
+            .index
+            .writer(opts.writer_memory as usize)
+            .map_err(|source| IndexError::Open {
+                path: "timeline".into(),
+                source,
+            })?;
+        Ok(Indexer {
+            fields: timeline.fields,
+            timeline: timeline.clone(),
+            writer,
+            checkpoints,
+            opts,
+            uncommitted: 0,
+            dirty: false,
+            last_retention: None,
+        })
+    }
+
+    /// The checkpoints the tailer resumes from.
+    pub fn checkpoints(&self) -> Vec<Checkpoint> {
+        self.checkpoints.values().cloned().collect()
+    }
+
+    /// Runs until the tailer hangs up, then commits what it has and returns.
+    pub fn run(mut self, rx: Receiver<Batch>) {
+        let mut last_commit = Instant::now();
+        self.apply_retention();
+        loop {
+            let wait = self
+                .opts
+                .commit_interval
+                .saturating_sub(last_commit.elapsed());
+            match rx.recv_timeout(wait) {
+                Ok(batch) => self.apply(batch),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if self.uncommitted >= COMMIT_RECORDS
+                || (self.dirty && last_commit.elapsed() >= self.opts.commit_interval)
+            {
+                self.commit();
+                last_commit = Instant::now();
+            } else if !self.dirty && last_commit.elapsed() >= self.opts.commit_interval {
+                last_commit = Instant::now();
+            }
+            if self
+                .last_retention
+                .is_none_or(|t| t.elapsed() >= RETENTION_EVERY)
+            {
+                self.apply_retention();
+            }
+        }
+        self.commit();
+        if let Err(e) = self.writer.wait_merging_threads() {
+            warn!(error = %e, "index merges did not finish cleanly");
+        }
+    }
+
+    fn apply(&mut self, batch: Batch) {
+        for rec in &batch.records {
+            if let Err(e) = self.writer.add_document(to_document(&self.fields, rec)) {
+                // Only a dead indexing thread makes this fail; nothing can be stored.
+                error!(error = %e, "cannot add to the index");
+            }
+        }
+        self.uncommitted += batch.records.len();
+        for cp in batch.checkpoints {
+            self.checkpoints.insert(cp.key, cp);
+        }
+        for key in batch.dropped {
+            self.checkpoints.remove(&key);
+        }
+        self.dirty = true;
+    }
+
+    fn apply_retention(&mut self) {
+        self.last_retention = Some(Instant::now());
+        let Ok(retention) = chrono::Duration::from_std(self.opts.retention) else {
+            return;
+        };
+        let cutoff = (Utc::now() - retention).timestamp_micros();
+        let query = RangeQuery::new(
+            Bound::Unbounded,
+            Bound::Excluded(Term::from_field_i64(self.fields.ts, cutoff)),
+        );
+        match self.writer.delete_query(Box::new(query)) {
+            Ok(_) => self.dirty = true,
+            Err(e) => warn!(error = %e, "retention delete failed"),
+        }
+    }
+
+    /// Commits the added records together with the checkpoints they bring the files to.
+    fn commit(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        let payload = CheckpointSet {
+            version: 1,
+            files: self.checkpoints.values().cloned().collect(),
+        };
+        let payload = match serde_json::to_string(&payload) {
+            Ok(p) => p,
+            Err(e) => {
+                error!(error = %e, "cannot encode checkpoints");
+                return;
+            }
+        };
+        let started = Instant::now();
+        let result = self.writer.prepare_commit().and_then(|mut prepared| {
+            prepared.set_payload(&payload);
+            prepared.commit()
+        });
+        match result {
+            Ok(_) => {
+                debug!(
+                    records = self.uncommitted,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "committed"
+                );
+                self.uncommitted = 0;
+                self.dirty = false;
+                if let Err(e) = self.timeline.reader.reload() {
+                    warn!(error = %e, "cannot reload the index reader");
+                }
+            }
+            Err(e) => {
+                // The records stay in the writer and are committed next time; the
+                // checkpoints on disk still describe the last good commit.
+                error!(error = %e, "index commit failed; will retry");
+            }
+        }
+    }
+}
+
+pub fn to_document(f: &Fields, rec: &Record) -> TantivyDocument {
+    let mut doc = TantivyDocument::default();
+    doc.add_i64(f.ts, rec.ts.timestamp_micros());
+    doc.add_text(f.ts_source, rec.ts_source.as_str());
+    doc.add_text(f.service, &rec.service);
+    doc.add_text(f.stream, rec.stream.as_str());
+    if let Some(i) = rec.instance {
+        doc.add_u64(f.instance, u64::from(i));
+    }
+    if let Some(level) = rec.level {
+        doc.add_text(f.level, level.as_str());
+    }
+    doc.add_text(f.kind, rec.kind.as_str());
+    doc.add_text(f.message, &rec.message);
+    doc.add_text(f.file, &rec.file);
+    doc.add_u64(f.file_ord, xxh3_64(rec.file.as_bytes()));
+    doc.add_u64(f.offset, rec.offset);
+    doc.add_u64(f.sub, u64::from(rec.sub));
+    doc.add_bool(f.split, rec.split);
+    doc
+}

@@ -1,0 +1,3 @@
+//! What logagg knows about stock PM2: how it names log files (and later its bus and RPC).
+
+pub mod naming;

@@ -1,0 +1,402 @@
+//! The tailer loop: discovery (notify events plus a periodic rescan for whatever the
+//! events missed), reading every followed file, lingering on files that were renamed away
+//! or deleted, and sending records with their checkpoints to the index in bounded batches.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use tracing::{debug, info, warn};
+
+use super::checkpoint::Checkpoint;
+use super::identity::FileKey;
+use super::reader::FileReader;
+use crate::record::Record;
+
+/// Records and the checkpoints they bring each file to. The index applies a batch as a
+/// whole: the checkpoints are only stored together with the records before them.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub records: Vec<Record>,
+    pub checkpoints: Vec<Checkpoint>,
+    /// Files no longer followed: their checkpoints leave the index's state.
+    pub dropped: Vec<FileKey>,
+}
+
+/// A batch is sent when it holds this many records or bytes, so memory in flight stays
+/// bounded whatever the line lengths.
+const BATCH_RECORDS: usize = 8192;
+const BATCH_BYTES: usize = 8 << 20;
+/// Bytes one file may read before the others get a turn.
+const READ_TURN: u64 = 4 << 20;
+/// How often files that were renamed away or deleted are polled while they linger (they
+/// no longer produce directory events).
+const GONE_POLL: Duration = Duration::from_millis(200);
+
+#[derive(Clone, Debug)]
+pub struct TailerOptions {
+    /// Absolute glob patterns.
+    pub globs: Vec<String>,
+    pub max_line_bytes: u64,
+    pub rescan_interval: Duration,
+    pub linger: Duration,
+}
+
+pub struct Tailer {
+    opts: TailerOptions,
+    patterns: Vec<glob::Pattern>,
+    files: HashMap<FileKey, FileReader>,
+    by_path: HashMap<PathBuf, FileKey>,
+    /// Checkpoints from the index, waiting for their file to be found at start.
+    resume: HashMap<FileKey, Checkpoint>,
+    sink: SyncSender<Batch>,
+    stop: Arc<AtomicBool>,
+    batch: Batch,
+    batch_bytes: usize,
+    touched: HashSet<FileKey>,
+    watched_dirs: HashSet<PathBuf>,
+}
+
+impl Tailer {
+    pub fn new(
+        opts: TailerOptions,
+        resume: Vec<Checkpoint>,
+        sink: SyncSender<Batch>,
+        stop: Arc<AtomicBool>,
+    ) -> Tailer {
+        let patterns = opts
+            .globs
+            .iter()
+            .filter_map(|g| match glob::Pattern::new(g) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    warn!(glob = %g, error = %e, "ignoring a bad glob");
+                    None
+                }
+            })
+            .collect();
+        Tailer {
+            opts,
+            patterns,
+            files: HashMap::new(),
+            by_path: HashMap::new(),
+            resume: resume.into_iter().map(|cp| (cp.key, cp)).collect(),
+            sink,
+            stop,
+            batch: Batch::default(),
+            batch_bytes: 0,
+            touched: HashSet::new(),
+            watched_dirs: HashSet::new(),
+        }
+    }
+
+    /// Runs until the stop flag is set; returns after sending what was read.
+    pub fn run(mut self) {
+        let (tx, rx) = mpsc::channel();
+        let mut watcher = match notify::recommended_watcher(move |ev| {
+            let _ = tx.send(ev);
+        }) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(error = %e, "file events unavailable; relying on the periodic rescan");
+                None
+            }
+        };
+        self.watch_dirs(watcher.as_mut());
+        self.rescan();
+        // Checkpoints whose file is gone for good leave the index's state.
+        let stale: Vec<FileKey> = self.resume.drain().map(|(k, _)| k).collect();
+        self.batch.dropped.extend(stale);
+        self.read_all();
+        self.send();
+
+        let mut next_rescan = Instant::now() + self.opts.rescan_interval;
+        while !self.stop.load(Ordering::Relaxed) {
+            let lingering = self.files.values().any(|f| f.gone_since.is_some());
+            let mut wait = next_rescan.saturating_duration_since(Instant::now());
+            if lingering {
+                wait = wait.min(GONE_POLL);
+            }
+            // Wake at least every 500 ms to notice the stop flag.
+            wait = wait.min(Duration::from_millis(500));
+            let (dirty, structural) = self.collect_events(&rx, wait);
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let now = Instant::now();
+            if structural || now >= next_rescan {
+                self.watch_dirs(watcher.as_mut());
+                self.rescan();
+                self.read_all();
+                next_rescan = now + self.opts.rescan_interval;
+            } else {
+                for key in dirty {
+                    self.read_file(key);
+                }
+                if lingering {
+                    let gone: Vec<FileKey> = self
+                        .files
+                        .values()
+                        .filter(|f| f.gone_since.is_some())
+                        .map(|f| f.key)
+                        .collect();
+                    for key in gone {
+                        self.read_file(key);
+                    }
+                }
+            }
+            self.retire_gone();
+            self.send();
+        }
+        self.send();
+        drop(watcher);
+    }
+
+    /// Waits up to `wait` for file events, then takes all that are queued. Returns the
+    /// followed files that changed and whether files may have appeared, moved or gone.
+    fn collect_events(
+        &self,
+        rx: &Receiver<notify::Result<notify::Event>>,
+        wait: Duration,
+    ) -> (HashSet<FileKey>, bool) {
+        let mut dirty = HashSet::new();
+        let mut structural = false;
+        let mut handle = |ev: notify::Result<notify::Event>| match ev {
+            Ok(ev) => {
+                let is_data = matches!(
+                    ev.kind,
+                    EventKind::Modify(notify::event::ModifyKind::Data(_))
+                        | EventKind::Modify(notify::event::ModifyKind::Any)
+                        | EventKind::Access(_)
+                );
+                for path in &ev.paths {
+                    match self.by_path.get(path) {
+                        Some(key) if is_data => {
+                            dirty.insert(*key);
+                        }
+                        Some(_) => structural = true,
+                        None => {
+                            if self.matches(path) {
+                                structural = true;
+                            }
+                        }
+                    }
+                }
+                if ev.need_rescan() {
+                    structural = true;
+                }
+            }
+            Err(e) => {
+                debug!(error = %e, "file event error; rescanning");
+                structural = true;
+            }
+        };
+        match rx.recv_timeout(wait) {
+            Ok(ev) => handle(ev),
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+        }
+        while let Ok(ev) = rx.try_recv() {
+            handle(ev);
+        }
+        (dirty, structural)
+    }
+
+    fn matches(&self, path: &Path) -> bool {
+        self.patterns.iter().any(|p| p.matches_path(path))
+    }
+
+    /// Watches the directory each glob lives in, once it exists.
+    fn watch_dirs(&mut self, watcher: Option<&mut notify::RecommendedWatcher>) {
+        let Some(watcher) = watcher else { return };
+        for g in &self.opts.globs {
+            let dir = glob_base(g);
+            if self.watched_dirs.contains(&dir) || !dir.is_dir() {
+                continue;
+            }
+            match watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    debug!(dir = %dir.display(), "watching");
+                    self.watched_dirs.insert(dir);
+                }
+                Err(e) => warn!(dir = %dir.display(), error = %e, "cannot watch directory"),
+            }
+        }
+    }
+
+    /// Matches the globs against the disk: new files are opened, moved ones get their new
+    /// path, and followed files whose path no longer leads to them start to linger.
+    fn rescan(&mut self) {
+        let mut seen: HashMap<PathBuf, FileKey> = HashMap::new();
+        for g in &self.opts.globs {
+            let Ok(paths) = glob::glob(g) else { continue };
+            for path in paths.flatten() {
+                let Ok(meta) = std::fs::metadata(&path) else {
+                    continue;
+                };
+                if !meta.is_file() {
+                    continue;
+                }
+                seen.insert(path, FileKey::of(&meta));
+            }
+        }
+        let mut new_paths = Vec::new();
+        for (path, key) in &seen {
+            match self.files.get_mut(key) {
+                Some(reader) => {
+                    if &reader.path != path {
+                        info!(from = %reader.path.display(), to = %path.display(), "file moved");
+                        reader.moved_to(path);
+                    }
+                    reader.gone_since = None;
+                }
+                None => new_paths.push((path.clone(), *key)),
+            }
+        }
+        for (key, reader) in self.files.iter_mut() {
+            let still_there = seen.get(&reader.path) == Some(key);
+            if !still_there && reader.gone_since.is_none() {
+                debug!(path = %reader.path.display(), "file renamed away or deleted; reading it to its end");
+                reader.gone_since = Some(Instant::now());
+                reader.last_growth = Instant::now();
+            }
+        }
+        new_paths.sort();
+        for (path, key) in new_paths {
+            let resume = self.resume.remove(&key);
+            match FileReader::open(&path, resume.as_ref(), self.opts.max_line_bytes) {
+                Ok(reader) => {
+                    info!(path = %path.display(), offset = reader.checkpoint().offset, "following");
+                    // The file may have been opened under a new inode number if the path
+                    // was replaced between the glob and the open.
+                    let key = reader.key;
+                    self.files.insert(key, reader);
+                    self.touched.insert(key);
+                }
+                Err(e) => warn!(path = %path.display(), error = %e, "cannot open log file"),
+            }
+        }
+        self.by_path = self
+            .files
+            .values()
+            .filter(|f| f.gone_since.is_none())
+            .map(|f| (f.path.clone(), f.key))
+            .collect();
+    }
+
+    fn read_all(&mut self) {
+        let keys: Vec<FileKey> = self.files.keys().copied().collect();
+        for key in keys {
+            self.read_file(key);
+        }
+    }
+
+    /// Reads one file to its current end, in turns so batches stay bounded.
+    fn read_file(&mut self, key: FileKey) {
+        loop {
+            let Some(reader) = self.files.get_mut(&key) else {
+                return;
+            };
+            let before = self.batch.records.len();
+            let outcome = match reader.read(&mut self.batch.records, READ_TURN) {
+                Ok(o) => o,
+                Err(e) => {
+                    warn!(path = %reader.path.display(), error = %e, "read failed");
+                    return;
+                }
+            };
+            if outcome.truncated {
+                info!(path = %reader.path.display(), "file truncated; reading it again from the start");
+            }
+            if outcome.bytes > 0 || outcome.truncated {
+                self.touched.insert(key);
+            }
+            self.batch_bytes += self.batch.records[before..]
+                .iter()
+                .map(|r| r.message.len() + 64)
+                .sum::<usize>();
+            if self.batch.records.len() >= BATCH_RECORDS || self.batch_bytes >= BATCH_BYTES {
+                self.send();
+            }
+            if !outcome.more || self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+        }
+    }
+
+    /// Files gone from their path and quiet for `linger` are finished: their held last
+    /// line is emitted and they are no longer followed.
+    fn retire_gone(&mut self) {
+        let linger = self.opts.linger;
+        let done: Vec<FileKey> = self
+            .files
+            .values()
+            .filter(|f| f.gone_since.is_some() && f.last_growth.elapsed() >= linger)
+            .map(|f| f.key)
+            .collect();
+        for key in done {
+            self.read_file(key);
+            if let Some(mut reader) = self.files.remove(&key) {
+                reader.flush_partial(&mut self.batch.records);
+                info!(path = %reader.path.display(), "finished a renamed or deleted file");
+                self.touched.remove(&key);
+                self.batch.dropped.push(key);
+            }
+        }
+    }
+
+    /// Sends what is batched with the checkpoints of the files it touched. Blocks when
+    /// the index is behind: that is the backpressure that bounds memory.
+    fn send(&mut self) {
+        for key in self.touched.drain() {
+            if let Some(reader) = self.files.get(&key) {
+                self.batch.checkpoints.push(reader.checkpoint());
+            }
+        }
+        if self.batch.records.is_empty()
+            && self.batch.checkpoints.is_empty()
+            && self.batch.dropped.is_empty()
+        {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        if self.sink.send(batch).is_err() {
+            // The index is gone (shutting down); nothing more can be stored.
+            self.stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The directory part of a glob: the path up to the first component with a wildcard.
+fn glob_base(glob: &str) -> PathBuf {
+    let mut base = PathBuf::new();
+    for comp in Path::new(glob).components() {
+        let s = comp.as_os_str().to_string_lossy();
+        if s.contains(['*', '?', '[', '{']) {
+            break;
+        }
+        base.push(comp);
+    }
+    if base.as_os_str().is_empty() || base == Path::new(glob) {
+        base.parent().map(Path::to_path_buf).unwrap_or(base)
+    } else {
+        base
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_base;
+    use std::path::PathBuf;
+
+    #[test]
+    fn glob_base_is_the_directory_before_wildcards() {
+        assert_eq!(glob_base("/a/b/*.log"), PathBuf::from("/a/b"));
+        assert_eq!(glob_base("/a/*/x.log"), PathBuf::from("/a"));
+        assert_eq!(glob_base("/a/b/x.log"), PathBuf::from("/a/b"));
+    }
+}
