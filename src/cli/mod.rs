@@ -102,9 +102,11 @@ fn client_addr(flag: &Option<String>, config: &Config) -> String {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOGAGG_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // tantivy logs every commit at info; at one commit a second that drowns ours.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tantivy=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -1,0 +1,274 @@
+//! A real logagg daemon in a temp directory, for the integration tests: writes its
+//! configuration, starts the built binary on `127.0.0.1:0`, finds its address, queries
+//! its API, and kills it when the test ends, whether the test passed or not.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_logagg");
+
+/// A scratch project directory: `logs/pm2` for the "PM2" files, `logagg.toml` for the
+/// daemon's configuration and `state/` as its data_dir.
+pub struct Project {
+    pub dir: TempDir,
+}
+
+impl Project {
+    /// A project whose configuration is the defaults for testing plus `extra` TOML lines
+    /// (which go before any section, so they may open their own sections).
+    pub fn new(extra_sources: &str) -> Project {
+        let dir = tempfile::Builder::new()
+            .prefix("logagg-test")
+            .tempdir()
+            .unwrap();
+        fs::create_dir_all(dir.path().join("logs/pm2")).unwrap();
+        let config = format!(
+            "data_dir = \"state\"\n\
+             [sources]\n\
+             paths = [\"logs/pm2/*.log\"]\n\
+             rescan_interval = \"1s\"\n\
+             linger = \"500ms\"\n\
+             {extra_sources}\n\
+             [index]\n\
+             commit_interval = \"200ms\"\n\
+             [api]\n\
+             listen = \"127.0.0.1:0\"\n"
+        );
+        fs::write(dir.path().join("logagg.toml"), config).unwrap();
+        Project { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A file under `logs/pm2`.
+    pub fn log(&self, name: &str) -> PathBuf {
+        self.dir.path().join("logs/pm2").join(name)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// A `logagg` command run in the project directory with its configuration.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(self.dir.path())
+            .env_remove("LOGAGG_CONFIG")
+            .env_remove("LOGAGG_ADDR")
+            .env("LOGAGG_LOG", "info,tantivy=warn")
+            .arg("--config")
+            .arg(self.dir.path().join("logagg.toml"));
+        cmd
+    }
+
+    /// Runs a client command to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().unwrap()
+    }
+
+    /// Starts the daemon and waits until `/healthz` answers.
+    pub fn start(&self) -> Daemon {
+        self.start_with_env(&[])
+    }
+
+    /// [`Project::start`] with extra environment variables.
+    pub fn start_with_env(&self, env: &[(&str, &str)]) -> Daemon {
+        let addr_file = self.data_dir().join("api.addr");
+        // A daemon killed with -9 leaves its address behind; it must not be mistaken
+        // for the new one's.
+        let _ = fs::remove_file(&addr_file);
+        let log_path = self.dir.path().join(format!("daemon-{}.log", next_start()));
+        let child = self
+            .command()
+            .arg("daemon")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log_path).unwrap())
+            .spawn()
+            .expect("cannot start the logagg binary");
+        let mut daemon = Daemon {
+            child,
+            addr: String::new(),
+            log_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = daemon.child.try_wait().unwrap() {
+                panic!(
+                    "the daemon exited at start with {status}:\n{}",
+                    daemon.stderr()
+                );
+            }
+            if let Ok(addr) = fs::read_to_string(&addr_file) {
+                let addr = addr.trim().to_string();
+                if !addr.is_empty() && get_status(&addr, "/healthz") == Some(200) {
+                    daemon.addr = addr;
+                    return daemon;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not become ready in 30s:\n{}",
+                daemon.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Numbers the daemon starts, so each start keeps its own stderr file.
+fn next_start() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A running daemon; killed (SIGKILL) on drop if the test did not stop it.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: String,
+    log_path: PathBuf,
+}
+
+impl Daemon {
+    /// What the daemon wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// `GET path?query` → (status, JSON body).
+    pub fn get(&self, path: &str, query: &[(&str, &str)]) -> (u16, Value) {
+        let agent = agent();
+        let mut req = agent.get(format!("http://{}{}", self.addr, path));
+        for (k, v) in query {
+            req = req.query(*k, *v);
+        }
+        let mut resp = req.call().expect("the daemon does not answer");
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string().unwrap();
+        let json = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {body:?} from {path}"));
+        (status, json)
+    }
+
+    /// `/api/search`, which must succeed.
+    pub fn search(&self, query: &[(&str, &str)]) -> Value {
+        let (status, body) = self.get("/api/search", query);
+        assert_eq!(status, 200, "search {query:?} failed: {body}");
+        body
+    }
+
+    /// Polls `/api/search` until its total is `n`, then returns the last answer. Fails
+    /// with the last answer when `n` is not reached in `secs`, or when the total passes it.
+    pub fn wait_total(&self, query: &[(&str, &str)], n: u64, secs: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let body = self.search(query);
+            let total = body["total"].as_u64().unwrap();
+            if total == n {
+                return body;
+            }
+            assert!(
+                total < n,
+                "expected {n} records for {query:?}, got {total}: {}",
+                brief(&body)
+            );
+            assert!(
+                Instant::now() < deadline,
+                "expected {n} records for {query:?} within {secs}s, still {total}: {}\ndaemon log:\n{}",
+                brief(&body),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits (at most 10 s) for the exit.
+    pub fn terminate(&mut self) -> (ExitStatus, Duration) {
+        let start = Instant::now();
+        signal(&self.child, libc::SIGTERM);
+        let deadline = start + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, start.elapsed());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon ignored SIGTERM for 10s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// `kill -9`: no shutdown, no final commit.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+    assert_eq!(rc, 0, "kill({}, {sig}) failed", child.id());
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent()
+}
+
+/// The status of `GET path`, or None when nothing answers.
+pub fn get_status(addr: &str, path: &str) -> Option<u16> {
+    agent()
+        .get(format!("http://{addr}{path}"))
+        .call()
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+/// The messages of a search answer's hits, in answer order.
+pub fn messages(body: &Value) -> Vec<String> {
+    body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Appends `text` to `path`, creating it, the way PM2 writes (O_APPEND).
+pub fn append(path: &Path, text: impl AsRef<[u8]>) {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_ref()).unwrap();
+}
+
+/// A JSON answer cut to a size a failure message can carry.
+pub fn brief(body: &Value) -> String {
+    let text = format!("{body:#}");
+    match text.char_indices().nth(4000) {
+        Some((at, _)) => format!("{}... ({} bytes in all)", &text[..at], text.len()),
+        None => text,
+    }
+}
