@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -66,11 +66,6 @@ impl Project {
             .arg("--config")
             .arg(self.dir.path().join("logagg.toml"));
         cmd
-    }
-
-    /// Runs a client command to completion.
-    pub fn run(&self, args: &[&str]) -> Output {
-        self.command().args(args).output().unwrap()
     }
 
     /// Starts the daemon and waits until `/healthz` answers.
