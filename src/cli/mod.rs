@@ -83,11 +83,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Config {
             command: ConfigCommand::Check,
         } => {
-            let origin = match &config.file {
-                Some(f) => format!("# resolved from {} and the environment\n", f.display()),
-                None => "# resolved from built-in defaults and the environment\n".to_string(),
-            };
-            format::write_out(&format!("{origin}{}", config.to_toml()))?;
+            // to_toml's header already names the file the values came from.
+            format::write_out(&config.to_toml())?;
             Ok(0)
         }
     }
