@@ -5,3 +5,4 @@ mod config;
 mod harness;
 mod reading;
 mod search;
+mod crash;
