@@ -16,14 +16,16 @@ pub struct SearchArgs {
     /// Only this service; repeat for several.
     #[arg(long = "service", short = 's', value_name = "NAME")]
     pub services: Vec<String>,
+    /// Only this stream: out (stdout) or err (stderr).
     #[arg(long, value_parser = ["out", "err"])]
     pub stream: Option<String>,
-    /// This level or more severe: trace, debug, info, warn, error.
+    /// This level or more severe.
     #[arg(long, value_parser = ["trace", "debug", "info", "warn", "error"])]
     pub level: Option<String>,
-    /// RFC 3339, a duration back from now (1h, 30m) or "10 min ago".
+    /// From this time on: RFC 3339, a duration back from now (1h, 30m) or "10 min ago".
     #[arg(long)]
     pub since: Option<String>,
+    /// Before this time (exclusive); same forms as --since.
     #[arg(long)]
     pub until: Option<String>,
     /// At most this many hits (the daemon caps it at 10000).

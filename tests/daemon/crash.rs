@@ -9,7 +9,12 @@ use std::time::Duration;
 
 use crate::harness::{brief, Project};
 
-const SERVICES: [&str; 4] = ["alpha-out.log", "beta-out-1.log", "gamma-error.log", "delta.log"];
+const SERVICES: [&str; 4] = [
+    "alpha-out.log",
+    "beta-out-1.log",
+    "gamma-error.log",
+    "delta.log",
+];
 const LINES: u64 = 100_000;
 const KILLS: usize = 3;
 
@@ -92,7 +97,10 @@ fn every_line_is_indexed_exactly_once_across_three_kill_9s() {
 }
 
 fn message(file: &str, seq: u64) -> String {
-    format!("{file} seq={seq:06} payload {}", "x".repeat((seq % 50) as usize))
+    format!(
+        "{file} seq={seq:06} payload {}",
+        "x".repeat((seq % 50) as usize)
+    )
 }
 
 /// Writes the numbered lines round-robin over the files at about 10,000 lines a second,

@@ -2,7 +2,7 @@
 //! on disk and the HTTP API on `127.0.0.1:0`.
 
 mod config;
+mod crash;
 mod harness;
 mod reading;
 mod search;
-mod crash;
