@@ -111,11 +111,22 @@ impl Indexer {
     }
 
     fn apply(&mut self, batch: Batch) {
+        // A backlog may hold lines already past retention: storing them only for the
+        // next retention pass to delete would be wasted work.
+        let cutoff = self.retention_cutoff();
+        let mut expired = 0usize;
         for rec in &batch.records {
+            if cutoff.is_some_and(|c| rec.ts.timestamp_micros() < c) {
+                expired += 1;
+                continue;
+            }
             if let Err(e) = self.writer.add_document(to_document(&self.fields, rec)) {
                 // Only a dead indexing thread makes this fail; nothing can be stored.
                 error!(error = %e, "cannot add to the index");
             }
+        }
+        if expired > 0 {
+            debug!(expired, "skipped records older than the retention");
         }
         self.uncommitted += batch.records.len();
         for cp in batch.checkpoints {
@@ -127,12 +138,20 @@ impl Indexer {
         self.dirty = true;
     }
 
+    /// Microseconds since the epoch before which records are past retention; None when
+    /// the retention is too long to express.
+    fn retention_cutoff(&self) -> Option<i64> {
+        let retention = chrono::Duration::from_std(self.opts.retention).ok()?;
+        Utc::now()
+            .checked_sub_signed(retention)
+            .map(|t| t.timestamp_micros())
+    }
+
     fn apply_retention(&mut self) {
         self.last_retention = Some(Instant::now());
-        let Ok(retention) = chrono::Duration::from_std(self.opts.retention) else {
+        let Some(cutoff) = self.retention_cutoff() else {
             return;
         };
-        let cutoff = (Utc::now() - retention).timestamp_micros();
         let query = RangeQuery::new(
             Bound::Unbounded,
             Bound::Excluded(Term::from_field_i64(self.fields.ts, cutoff)),
@@ -206,4 +225,148 @@ pub fn to_document(f: &Fields, rec: &Record) -> TantivyDocument {
     doc.add_u64(f.sub, u64::from(rec.sub));
     doc.add_bool(f.split, rec.split);
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::sync_channel;
+
+    use chrono::{DateTime, Utc};
+
+    use super::*;
+    use crate::index::search::{search, SearchRequest};
+    use crate::record::{Kind, Stream, TsSource};
+    use crate::tail::identity::Fingerprint;
+
+    fn record(ts: DateTime<Utc>, message: &str, offset: u64) -> Record {
+        Record {
+            ts,
+            ts_source: TsSource::Line,
+            service: "duck".into(),
+            stream: Stream::Out,
+            instance: None,
+            level: None,
+            kind: Kind::Line,
+            message: message.into(),
+            file: "/logs/duck-out.log".into(),
+            offset,
+            sub: 0,
+            split: false,
+        }
+    }
+
+    fn checkpoint(ino: u64, offset: u64) -> Checkpoint {
+        Checkpoint {
+            key: FileKey { dev: 1, ino },
+            fingerprint: Fingerprint {
+                head_len: 5,
+                head_hash: 42,
+            },
+            path: format!("/logs/f{ino}.log"),
+            offset,
+        }
+    }
+
+    fn options(retention: Duration) -> IndexerOptions {
+        IndexerOptions {
+            commit_interval: Duration::from_millis(50),
+            retention,
+            writer_memory: 15 << 20,
+        }
+    }
+
+    /// Feeds the batches to an indexer and lets it finish (final commit included).
+    fn index(timeline: &Timeline, retention: Duration, batches: Vec<Batch>) {
+        let indexer = Indexer::new(timeline, options(retention)).unwrap();
+        let (tx, rx) = sync_channel(batches.len().max(1));
+        for b in batches {
+            tx.send(b).unwrap();
+        }
+        drop(tx);
+        indexer.run(rx);
+    }
+
+    fn messages(timeline: &Timeline) -> Vec<String> {
+        let req = SearchRequest {
+            limit: 100,
+            ..SearchRequest::default()
+        };
+        let mut got: Vec<String> = search(timeline, &req)
+            .unwrap()
+            .hits
+            .into_iter()
+            .map(|h| h.message)
+            .collect();
+        got.sort();
+        got
+    }
+
+    #[test]
+    fn each_commit_carries_the_checkpoints_and_a_reopened_index_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let timeline = Timeline::open(dir.path()).unwrap();
+        let now = Utc::now();
+        index(
+            &timeline,
+            Duration::from_secs(3600),
+            vec![
+                Batch {
+                    records: vec![record(now, "a", 0)],
+                    checkpoints: vec![checkpoint(1, 2), checkpoint(2, 10)],
+                    dropped: vec![],
+                },
+                Batch {
+                    records: vec![record(now, "b", 2)],
+                    checkpoints: vec![checkpoint(1, 4)],
+                    dropped: vec![FileKey { dev: 1, ino: 2 }],
+                },
+            ],
+        );
+        drop(timeline);
+        let reopened = Timeline::open(dir.path()).unwrap();
+        assert_eq!(
+            reopened.checkpoints().unwrap().files,
+            vec![checkpoint(1, 4)]
+        );
+        assert_eq!(messages(&reopened), ["a", "b"]);
+    }
+
+    #[test]
+    fn records_past_retention_are_deleted_and_not_even_added() {
+        let dir = tempfile::tempdir().unwrap();
+        let timeline = Timeline::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let hours = |h| now - chrono::Duration::hours(h);
+        // Indexed under a long retention...
+        index(
+            &timeline,
+            Duration::from_secs(30 * 24 * 3600),
+            vec![Batch {
+                records: vec![record(hours(3), "three hours", 0), record(now, "now", 1)],
+                checkpoints: vec![checkpoint(1, 2)],
+                dropped: vec![],
+            }],
+        );
+        assert_eq!(messages(&timeline), ["now", "three hours"]);
+        // ...then a daemon with a two-hour retention deletes the old one at start and
+        // skips an old one that arrives.
+        index(
+            &timeline,
+            Duration::from_secs(2 * 3600),
+            vec![Batch {
+                records: vec![
+                    record(hours(5), "five hours", 2),
+                    record(hours(1), "one hour", 3),
+                ],
+                checkpoints: vec![checkpoint(1, 4)],
+                dropped: vec![],
+            }],
+        );
+        assert_eq!(messages(&timeline), ["now", "one hour"]);
+        // The checkpoint moved past the skipped record all the same.
+        assert_eq!(
+            timeline.checkpoints().unwrap().files,
+            vec![checkpoint(1, 4)]
+        );
+    }
 }

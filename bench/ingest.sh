@@ -1,0 +1,267 @@
+#!/usr/bin/env bash
+# Ingest benchmark: how fast logagg indexes a PM2 backlog, against lnav loading the same
+# files in the same run (plus wc/rg/gzip for the raw read speed of this machine).
+#
+#   bash bench/ingest.sh
+#
+# Environment:
+#   BENCH_GIB=1         size of the generated backlog in GiB (cached in bench/work/logs)
+#   BENCH_POLL=1        seconds between API polls while waiting for the daemon
+#   BENCH_TIMEOUT=1800  give up on the daemon after this many seconds
+#   BENCH_BASELINES=1   0 skips the wc/rg/gzip baselines
+#   BENCH_LNAV=1        0 skips lnav
+#   BENCH_NO_BUILD=0    1 uses target/release/logagg as it is
+#
+# Results go to bench/work/out/<UTC timestamp>/ (results.md, results.json, the daemon's
+# log, /usr/bin/time reports, an RSS/total timeline). bench/work is git-ignored.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$ROOT/bench
+WORK=$BENCH/work
+LOGS=$WORK/logs/pm2
+GIB=${BENCH_GIB:-1}
+POLL=${BENCH_POLL:-1}
+TIMEOUT=${BENCH_TIMEOUT:-1800}
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=$WORK/out/$STAMP
+BIN=$ROOT/target/release/logagg
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------
+# Tools
+
+need_apt=()
+[[ -x /usr/bin/time ]] || need_apt+=(time)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v python3 >/dev/null || need_apt+=(python3)
+if [[ ${BENCH_LNAV:-1} != 0 ]] && ! command -v lnav >/dev/null; then need_apt+=(lnav); fi
+if [[ ${BENCH_BASELINES:-1} != 0 ]] && ! command -v rg >/dev/null; then need_apt+=(ripgrep); fi
+if ((${#need_apt[@]})); then
+    say "installing ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y "${need_apt[@]}" >/dev/null 2>&1 ||
+        { apt-get update >/dev/null && apt-get install -y "${need_apt[@]}" >/dev/null; } ||
+        die "cannot install ${need_apt[*]}"
+fi
+
+if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
+    say "cargo build --release"
+    (cd "$ROOT" && cargo build --release --quiet)
+fi
+[[ -x $BIN ]] || die "no binary at $BIN"
+
+mkdir -p "$OUT"
+
+# ---------------------------------------------------------------------------------------
+# The backlog: generated once per size and generator version, then reused.
+
+GEN=$BENCH/gen_pm2_logs.py
+GEN_ID="gib=$GIB gen=$(sha256sum "$GEN" | cut -c1-16)"
+MANIFEST=$WORK/logs/manifest.json
+if [[ ! -f $MANIFEST || "$(cat "$WORK/logs/id" 2>/dev/null)" != "$GEN_ID" ]]; then
+    need_kib=$(python3 -c "print(int($GIB * 1.1 * 1024 * 1024 + 3 * $GIB * 1024 * 1024))")
+    free_kib=$(df -Pk "$WORK/.." | awk 'NR == 2 { print $4 }')
+    ((free_kib > need_kib)) ||
+        die "need ~$((need_kib / 1024 / 1024)) GiB free under bench/ (logs + index), have $((free_kib / 1024 / 1024))"
+    say "generating $GIB GiB of PM2 logs in $LOGS"
+    rm -rf "$WORK/logs"
+    mkdir -p "$LOGS"
+    names=$(python3 -c "import importlib.util as u; s=u.spec_from_file_location('g','$GEN'); m=u.module_from_spec(s); s.loader.exec_module(m); print(' '.join(f[0] for f in m.FILES))")
+    # One process per file, as many at a time as there are cores.
+    # shellcheck disable=SC2086
+    printf '%s\n' $names |
+        xargs -P "$(nproc)" -I{} python3 "$GEN" --out "$LOGS" --gib "$GIB" --only {} \
+            >"$WORK/logs/parts.jsonl"
+    python3 - "$WORK/logs/parts.jsonl" >"$MANIFEST" <<'EOF'
+import json, sys
+files = {}
+for line in open(sys.argv[1]):
+    files.update(json.loads(line)["files"])
+print(json.dumps({"lines": sum(f["lines"] for f in files.values()),
+                  "bytes": sum(f["bytes"] for f in files.values()), "files": files}))
+EOF
+    echo "$GEN_ID" >"$WORK/logs/id"
+fi
+N=$(python3 -c "import json; print(json.load(open('$MANIFEST'))['lines'])")
+BYTES=$(python3 -c "import json; print(json.load(open('$MANIFEST'))['bytes'])")
+FILES=("$LOGS"/*.log)
+say "backlog: ${#FILES[@]} files, $N lines, $BYTES bytes"
+
+# ---------------------------------------------------------------------------------------
+# Measuring
+
+# rows of: tool|wall_s|rss_kib|cpu_s|note
+ROWS=$OUT/rows.txt
+: >"$ROWS"
+
+now() { date +%s.%N; }
+
+# Fields of a `/usr/bin/time -v` report.
+rss_kib() { awk -F': ' '/Maximum resident set size/ { print $2 }' "$1"; }
+cpu_s() { awk -F': ' '/User time/ { u = $2 } /System time/ { s = $2 } END { printf "%.2f", u + s }' "$1"; }
+
+# measure NAME NOTE CMD...: runs CMD under /usr/bin/time, stdout to $OUT/NAME.out.
+measure() {
+    local name=$1 note=$2 t0 t1
+    shift 2
+    t0=$(now)
+    /usr/bin/time -v -o "$OUT/$name.time" "$@" >"$OUT/$name.out" 2>"$OUT/$name.err" ||
+        die "$name failed: $(tail -3 "$OUT/$name.err")"
+    t1=$(now)
+    echo "$name|$(calc "$t1 - $t0")|$(rss_kib "$OUT/$name.time")|$(cpu_s "$OUT/$name.time")|$note" >>"$ROWS"
+}
+
+# calc EXPR: floating-point arithmetic (awk, so no bc is needed).
+calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
+
+# ---------------------------------------------------------------------------------------
+# Baselines. `wc -l` also warms the page cache so every tool below reads from memory.
+
+say "wc -l (also warms the page cache)"
+measure "wc -l" "read + count newlines" wc -l "${FILES[@]}"
+wc_lines=$(tail -1 "$OUT/wc -l.out" | awk '{ print $1 }')
+[[ $wc_lines == "$N" ]] || die "wc -l counts $wc_lines lines, the manifest says $N"
+if [[ ${BENCH_BASELINES:-1} != 0 ]]; then
+    say "rg -c error"
+    measure "rg -c error" "regex scan, 2 threads" rg -c --no-messages error "${FILES[@]}"
+    say "gzip -1"
+    measure "gzip -1" "what rotation's compression costs, 1 core" \
+        bash -c 'cat "$@" | gzip -1 >/dev/null' _ "${FILES[@]}"
+fi
+
+# ---------------------------------------------------------------------------------------
+# logagg
+
+DATA=$WORK/data
+CFG=$WORK/logagg.toml
+rm -rf "$DATA"
+cat >"$CFG" <<EOF
+# written by bench/ingest.sh
+data_dir = "$DATA"
+
+[sources]
+paths = ["$LOGS/*.log"]
+
+[index]
+commit_interval = "1s"
+# The backlog's timestamps must not age out while the bench runs, however old the
+# cached files are.
+retention = "36500d"
+
+[api]
+listen = "127.0.0.1:0"
+EOF
+
+say "logagg daemon on the backlog (commit_interval 1s), waiting for total == $N"
+DLOG=$OUT/logagg.log
+SAMPLES=$OUT/logagg-samples.csv
+echo "t_s,total,rss_kib,rss_anon_kib,rss_file_kib,poll_took_ms" >"$SAMPLES"
+t0=$(now)
+LOGAGG_LOG=${LOGAGG_LOG:-info,logagg::index=debug,tantivy=warn} \
+    /usr/bin/time -v -o "$OUT/logagg.time" "$BIN" --config "$CFG" daemon 2>"$DLOG" &
+TIME_PID=$!
+DPID=""
+cleanup() {
+    if [[ -n $DPID ]] && kill -0 "$DPID" 2>/dev/null; then kill -TERM "$DPID" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
+for _ in $(seq 200); do
+    DPID=$(ps -o pid= --ppid "$TIME_PID" | tr -d ' ' | head -1)
+    [[ -n $DPID ]] && break
+    sleep 0.01
+done
+[[ -n $DPID ]] || die "the daemon did not start: $(tail -3 "$DLOG")"
+for _ in $(seq 500); do
+    [[ -s $DATA/api.addr ]] && break
+    kill -0 "$DPID" 2>/dev/null || die "the daemon exited: $(tail -3 "$DLOG")"
+    sleep 0.02
+done
+ADDR=$(cat "$DATA/api.addr")
+total=0
+t_poll=""
+while :; do
+    sleep "$POLL"
+    kill -0 "$DPID" 2>/dev/null || die "the daemon exited: $(tail -3 "$DLOG")"
+    resp=$(curl -sf "http://$ADDR/api/search?limit=1" || true)
+    t=$(now)
+    total=$(sed -n 's/^{"total":\([0-9]*\).*/\1/p' <<<"$resp")
+    took=$(sed -n 's/.*"took_ms":\([0-9.]*\).*/\1/p' <<<"$resp")
+    read -r rss anon file < <(awk '/^VmRSS/ { r = $2 } /^RssAnon/ { a = $2 } /^RssFile/ { f = $2 } END { print r, a, f }' "/proc/$DPID/status")
+    echo "$(calc "$t - $t0"),${total:-},$rss,$anon,$file,${took:-}" >>"$SAMPLES"
+    if [[ ${total:-0} -ge $N ]]; then
+        t_poll=$t
+        break
+    fi
+    if (($(calc "$t - $t0 > $TIMEOUT" | cut -d. -f1))); then
+        die "timeout: $total of $N lines indexed after ${TIMEOUT}s"
+    fi
+done
+[[ $total == "$N" ]] || die "the index holds $total lines, expected $N (duplicates?)"
+kill -TERM "$DPID"
+wait "$TIME_PID" || die "the daemon failed: $(tail -3 "$DLOG")"
+DPID=""
+python3 "$BENCH/commits.py" "$DLOG" "$t0" "$N" >"$OUT/commits.json"
+full_s=$(python3 -c "import json; v = json.load(open('$OUT/commits.json'))['seconds_to_full']; print(v if v else '')")
+[[ -n $full_s ]] || full_s=$(calc "$t_poll - $t0")
+poll_s=$(calc "$t_poll - $t0")
+echo "logagg|$full_s|$(rss_kib "$OUT/logagg.time")|$(cpu_s "$OUT/logagg.time")|start → last commit holds all lines (API poll saw it at $(printf %.1f "$poll_s") s)" >>"$ROWS"
+index_bytes=$(du -sb "$DATA/index" | cut -f1)
+
+# ---------------------------------------------------------------------------------------
+# lnav: headless, loads and indexes every file, then answers from its lnav_file table.
+
+if [[ ${BENCH_LNAV:-1} != 0 ]]; then
+    say "lnav -n on the same files"
+    mkdir -p "$WORK/lnav-home"
+    HOME=$WORK/lnav-home measure lnav "headless load + line index, one SQL query" \
+        lnav -n -q -c ';SELECT sum(lines) AS lines, count(*) AS files FROM lnav_file' \
+        -c ':write-csv-to -' "${FILES[@]}"
+    lnav_lines=$(sed -n 2p "$OUT/lnav.out" | cut -d, -f1)
+    [[ $lnav_lines == "$N" ]] || die "lnav reports $lnav_lines lines, expected $N"
+fi
+
+# ---------------------------------------------------------------------------------------
+# Report
+
+python3 - "$ROWS" "$N" "$BYTES" "$OUT" "$index_bytes" >"$OUT/results.md" <<'EOF'
+import json, sys
+rows_path, n, nbytes, out, index_bytes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+rows = []
+for line in open(rows_path):
+    name, wall, rss, cpu, note = line.rstrip("\n").split("|", 4)
+    rows.append({"tool": name, "wall_s": float(wall), "rss_mib": int(rss) / 1024,
+                 "cpu_s": float(cpu), "note": note})
+ref = next(r for r in rows if r["tool"] == "logagg")
+order = ["logagg", "lnav", "wc -l", "rg -c error", "gzip -1"]
+rows.sort(key=lambda r: order.index(r["tool"]) if r["tool"] in order else 99)
+print(f"Backlog: {n:,} lines, {nbytes / 1e6:,.0f} MB ({nbytes / 2**30:.2f} GiB); "
+      f"logagg index: {index_bytes / 1e6:,.0f} MB.\n")
+print("| tool | wall s | lines/s | MB/s | peak RSS MiB | CPU s | wall vs logagg | RSS vs logagg | what it did |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+for r in rows:
+    w = r["wall_s"]
+    r["lines_per_s"] = n / w
+    r["mb_per_s"] = nbytes / 1e6 / w
+    print(f"| {r['tool']} | {w:.2f} | {n / w:,.0f} | {nbytes / 1e6 / w:,.1f} | "
+          f"{r['rss_mib']:,.1f} | {r['cpu_s']:.1f} | {w / ref['wall_s']:.2f}x | "
+          f"{r['rss_mib'] / ref['rss_mib']:.2f}x | {r['note']} |")
+c = json.load(open(f"{out}/commits.json"))
+if c.get("steady_median_lps"):
+    print(f"\nlogagg per one-second commit (steady state, {c['steady_commits']} commits): "
+          f"median {c['steady_median_lps']:,.0f} lines/s, min {c['steady_min_lps']:,.0f}, "
+          f"max {c['steady_max_lps']:,.0f}; commit took median {c['commit_ms_median']} ms, "
+          f"max {c['commit_ms_max']} ms.")
+target_lps, target_rss = 200_000, 200
+print(f"\nTargets: {n / ref['wall_s']:,.0f} lines/s vs 200,000 → "
+      f"{'met' if n / ref['wall_s'] >= target_lps else 'MISSED'}; peak RSS "
+      f"{ref['rss_mib']:.0f} MiB vs 200 MiB → {'met' if ref['rss_mib'] < target_rss else 'MISSED'}.")
+json.dump({"lines": n, "bytes": nbytes, "index_bytes": index_bytes, "rows": rows,
+           "commits": {k: v for k, v in c.items() if k != "per_commit"}},
+          open(f"{out}/results.json", "w"), indent=1)
+EOF
+cat "$OUT/results.md"
+echo
+say "details in ${OUT#"$ROOT"/}"
