@@ -49,7 +49,30 @@ impl Client {
         for (k, v) in query {
             req = req.query(*k, v);
         }
-        let mut resp = req.call().map_err(|e| ClientError::Unreachable {
+        let resp = req.call();
+        self.decode(resp)
+    }
+
+    /// POST to `path` with `query` and no body, and decode the JSON answer.
+    pub fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ClientError> {
+        let url = format!("http://{}{}", self.addr, path);
+        let mut req = self.agent.post(&url);
+        for (k, v) in query {
+            req = req.query(*k, v);
+        }
+        let resp = req.send_empty();
+        self.decode(resp)
+    }
+
+    fn decode<T: DeserializeOwned>(
+        &self,
+        resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<T, ClientError> {
+        let mut resp = resp.map_err(|e| ClientError::Unreachable {
             addr: self.addr.clone(),
             reason: reason_of(&e),
         })?;

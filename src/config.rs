@@ -2,18 +2,30 @@
 //! environment variables < command-line flags, validated so that every mistake is
 //! reported with where it was made (file:line:column and dotted key, or variable name).
 //!
-//! Each key is described once, in [`TOP_KEYS`] or [`SECTIONS`]: its name, its one-line
-//! help, how a value is checked and stored, and how it is written back. The file walker,
-//! the environment, `to_toml` and the unknown-key messages all read those tables, so
-//! adding a key means one struct field, one default and one descriptor.
+//! Each key is described once, in [`TOP_KEYS`], [`SECTIONS`] or [`ROTATION_KEYS`]: its
+//! name, its one-line help, how a value is checked and stored, and how it is written back.
+//! The file walker, the environment, `to_toml` and the unknown-key messages all read those
+//! tables, so adding a key means one struct field, one default and one descriptor.
+//!
+//! The rotation keys describe a [`RotationPolicy`] rather than the whole `Config`, because
+//! they are read twice: under `[rotation]` (a section like the others, see
+//! [`rotation_key`]) and under each `[services.NAME]`. A service's policy is `[rotation]`
+//! once every layer is in (file, environment, flags), with that service's keys on top;
+//! so its tables are checked when the file is read but applied at the end of
+//! [`Config::load`]. Services have no environment variables.
+//!
+//! `pm2.home` is resolved last too: an empty value means PM2's own rule, `$PM2_HOME`, else
+//! `$HOME/.pm2`, read through the same lookup as the `LOGAGG_*` variables.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use toml_edit::{Document, Item, Value};
+use toml_edit::{Document, Item, Key, Value};
 
 use crate::units::{format_duration, format_size, parse_duration, parse_size};
 
@@ -34,6 +46,11 @@ pub struct Config {
     pub sources: SourcesConfig,
     pub index: IndexConfig,
     pub api: ApiConfig,
+    pub pm2: Pm2Config,
+    /// `[rotation]`: the policy of every live file whose service has no `[services.NAME]`.
+    pub rotation: RotationPolicy,
+    /// `[services.NAME]`: `rotation` with that table's keys on top. See [`Config::policy_for`].
+    pub services: BTreeMap<String, RotationPolicy>,
     /// the file that was read, if any
     pub file: Option<PathBuf>,
 }
@@ -61,6 +78,74 @@ pub struct IndexConfig {
 pub struct ApiConfig {
     /// A socket address, `host:port`, with `localhost` already turned into 127.0.0.1.
     pub listen: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pm2Config {
+    /// PM2's home (`pub.sock`, `rpc.sock`, `logs/`); absolute. The `pm2.home` key, else
+    /// `$PM2_HOME`, else `$HOME/.pm2`, else `/etc/.pm2` (PM2's own fallback).
+    pub home: PathBuf,
+}
+
+/// When and how live log files are rotated, and which archives are kept.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RotationPolicy {
+    /// Rotate a live file once it is larger than this.
+    pub max_size: Option<u64>,
+    /// Rotate a live file once its oldest unrotated line is this old.
+    pub max_age: Option<Duration>,
+    /// Archives kept per live file, newest first; 0 = no limit by count.
+    pub retain: u32,
+    /// Archives older than this are deleted.
+    pub max_archive_age: Option<Duration>,
+    /// Oldest archives of one live file are deleted while together they exceed this.
+    pub max_total_size: Option<u64>,
+    /// gzip the archives.
+    pub compress: bool,
+    /// gzip level, 0..=9.
+    pub compress_level: u32,
+    /// Where archives are written; absolute.
+    pub archive_dir: PathBuf,
+    pub method: RotationMethod,
+}
+
+/// How a live file is cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RotationMethod {
+    /// The best one that works: reload, else collapse, else copytruncate.
+    Auto,
+    /// Rename the file, then ask PM2 to reopen its files (`reloadLogs`).
+    Reload,
+    /// Cut the read part off the front of the file in place
+    /// (`fallocate(FALLOC_FL_COLLAPSE_RANGE)`).
+    Collapse,
+    /// Copy the file, then truncate it; lines written in between are lost.
+    CopyTruncate,
+}
+
+impl RotationMethod {
+    pub const ALL: [RotationMethod; 4] = [
+        RotationMethod::Auto,
+        RotationMethod::Reload,
+        RotationMethod::Collapse,
+        RotationMethod::CopyTruncate,
+    ];
+
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RotationMethod::Auto => "auto",
+            RotationMethod::Reload => "reload",
+            RotationMethod::Collapse => "collapse",
+            RotationMethod::CopyTruncate => "copytruncate",
+        }
+    }
+}
+
+impl fmt::Display for RotationMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Settings given as command-line flags: the last word over everything else.
@@ -127,7 +212,9 @@ fn io_reason(error: &io::Error) -> String {
 }
 
 impl Config {
-    /// The built-in defaults, with relative paths resolved against `cwd`.
+    /// The built-in defaults, with relative paths resolved against `cwd`. `pm2.home` is
+    /// what an empty environment gives (`/etc/.pm2`); [`Config::load`] reads `PM2_HOME`
+    /// and `HOME`.
     pub fn defaults(cwd: &Path) -> Config {
         Config {
             data_dir: resolve_path(cwd, Path::new("logs/logagg")),
@@ -145,13 +232,35 @@ impl Config {
             api: ApiConfig {
                 listen: "127.0.0.1:9171".to_string(),
             },
+            pm2: Pm2Config {
+                home: pm2_home_from_env(&|_| None, cwd),
+            },
+            rotation: RotationPolicy {
+                max_size: Some(10 * MIB),
+                max_age: Some(Duration::from_secs(86_400)),
+                retain: 30,
+                max_archive_age: Some(Duration::from_secs(30 * 86_400)),
+                max_total_size: None,
+                compress: true,
+                compress_level: 6,
+                archive_dir: resolve_path(cwd, Path::new("logs/pm2/archive")),
+                method: RotationMethod::Auto,
+            },
+            services: BTreeMap::new(),
             file: None,
         }
     }
 
+    /// The policy of `service`'s live files: its `[services.NAME]`, else `[rotation]`.
+    pub fn policy_for(&self, service: &str) -> &RotationPolicy {
+        self.services.get(service).unwrap_or(&self.rotation)
+    }
+
     /// Resolves the configuration: defaults, then the file (`flags.config`, else
     /// `LOGAGG_CONFIG`, else `config/logagg.toml` under `cwd` if it exists), then the
-    /// `LOGAGG_<SECTION>_<KEY>` variables found through `env`, then `flags`.
+    /// `LOGAGG_<SECTION>_<KEY>` variables found through `env`, then `flags`. Then, with
+    /// every layer in, `pm2.home` if empty (`PM2_HOME`, `HOME` through `env`) and the
+    /// `[services.NAME]` policies (the final `[rotation]` with their keys on top).
     ///
     /// env is a lookup function so tests need not touch the process environment. A
     /// lookup cannot list names, so misspelt variables are caught by
@@ -162,6 +271,8 @@ impl Config {
         cwd: &Path,
     ) -> Result<Config, ConfigError> {
         let mut config = Config::defaults(cwd);
+        // Empty until every layer is in: only then is it known whether the key was given.
+        config.pm2.home = PathBuf::new();
 
         let named = flags
             .config
@@ -172,9 +283,10 @@ impl Config {
             None => (PathBuf::from(DEFAULT_FILE), false),
         };
         let path = resolve_path(cwd, &shown);
+        let mut services = Vec::new();
         match std::fs::read_to_string(&path) {
             Ok(text) => {
-                apply_file(&mut config, &text, &shown, cwd)?;
+                services = apply_file(&mut config, &text, &shown, cwd)?;
                 config.file = Some(path);
             }
             // Without a config file the defaults apply; only a file asked for must exist.
@@ -184,6 +296,14 @@ impl Config {
 
         apply_env(&mut config, env, cwd)?;
         apply_flags(&mut config, flags, cwd)?;
+        if config.pm2.home.as_os_str().is_empty() {
+            config.pm2.home = pm2_home_from_env(env, cwd);
+        }
+        for table in &services {
+            let mut policy = config.rotation.clone();
+            table.apply(&mut policy, cwd)?;
+            config.services.insert(table.name.clone(), policy);
+        }
         Ok(config)
     }
 
@@ -199,8 +319,9 @@ impl Config {
 
     /// Refuses a variable that names a known section but an unknown key
     /// (`LOGAGG_INDEX_COMIT_INTERVAL`): it was surely meant for us and would otherwise be
-    /// silently ignored. Other `LOGAGG_*` names (`LOGAGG_TOKEN`, ...) belong to other
-    /// parts of the program and pass.
+    /// silently ignored. So is `LOGAGG_SERVICES_*`: `[services.NAME]` exists only in the
+    /// file. Other `LOGAGG_*` names (`LOGAGG_TOKEN`, ...) belong to other parts of the
+    /// program and pass.
     pub fn check_env_names<'a>(
         names: impl IntoIterator<Item = &'a str>,
     ) -> Result<(), ConfigError> {
@@ -208,6 +329,14 @@ impl Config {
             let Some(rest) = name.strip_prefix("LOGAGG_") else {
                 continue;
             };
+            if rest == "SERVICES" || rest.starts_with("SERVICES_") {
+                return Err(ConfigError::Env {
+                    var: name.to_string(),
+                    message: "unknown variable: [services.NAME] keys can only be set in the \
+                              config file, not from the environment"
+                        .to_string(),
+                });
+            }
             for section in SECTIONS {
                 let prefix = format!("{}_", section.name.to_ascii_uppercase());
                 let Some(key) = rest.strip_prefix(&prefix) else {
@@ -237,7 +366,8 @@ impl Config {
         Ok(())
     }
 
-    /// the resolved configuration as TOML, every key (what `logagg config check` prints)
+    /// the resolved configuration as TOML, every key (what `logagg config check` prints);
+    /// each `[services.NAME]` table lists only the keys where it differs from `[rotation]`
     pub fn to_toml(&self) -> String {
         let mut out = String::from(
             "# logagg configuration as resolved: built-in defaults < config file\n\
@@ -253,15 +383,37 @@ impl Config {
             out.push_str(&format!("\n[{}]\n", section.name));
             write_keys(&mut out, self, section.keys);
         }
+        if !self.services.is_empty() {
+            out.push_str(
+                "\n# [services.NAME]: only the keys where the service differs from [rotation].\n",
+            );
+        }
+        for (i, (name, policy)) in self.services.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            out.push_str(&format!(
+                "[{SERVICES}.{}]\n",
+                Key::new(name.as_str()).display_repr()
+            ));
+            let differ = ROTATION_KEYS
+                .iter()
+                .filter(|k| (k.get)(policy).to_string() != (k.get)(&self.rotation).to_string());
+            write_keys(&mut out, policy, differ);
+        }
         out
     }
 }
 
 /// `key = value  # help` lines, the comments aligned within the group.
-fn write_keys(out: &mut String, config: &Config, keys: &[KeySpec]) {
+fn write_keys<'a, T: 'static>(
+    out: &mut String,
+    target: &T,
+    keys: impl IntoIterator<Item = &'a KeySpec<T>>,
+) {
     let lines: Vec<(String, &str)> = keys
-        .iter()
-        .map(|k| (format!("{} = {}", k.name, (k.get)(config)), k.help))
+        .into_iter()
+        .map(|k| (format!("{} = {}", k.name, (k.get)(target)), k.help))
         .collect();
     let width = lines.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
     for (line, help) in lines {
@@ -295,15 +447,16 @@ impl From<String> for Problem {
     }
 }
 
-/// One configuration key.
-struct KeySpec {
+/// One configuration key of a `T`: the [`Config`], or a [`RotationPolicy`] for
+/// [`ROTATION_KEYS`].
+struct KeySpec<T: 'static = Config> {
     name: &'static str,
     /// One line, shown as a comment by `to_toml`.
     help: &'static str,
     /// Checks a value and stores it; relative paths resolve against the given cwd.
-    set: fn(&mut Config, Raw<'_>, &Path) -> Result<(), Problem>,
+    set: fn(&mut T, Raw<'_>, &Path) -> Result<(), Problem>,
     /// The value as written in TOML.
-    get: fn(&Config) -> Value,
+    get: fn(&T) -> Value,
 }
 
 struct SectionSpec {
@@ -426,7 +579,144 @@ const SECTIONS: &[SectionSpec] = &[
             get: |c| Value::from(c.api.listen.as_str()),
         }],
     },
+    SectionSpec {
+        name: "pm2",
+        keys: &[KeySpec {
+            name: "home",
+            help: "PM2's home directory (empty: $PM2_HOME, else ~/.pm2)",
+            set: |c, raw, cwd| {
+                let home = string(raw, "\"/home/app/.pm2\"")?;
+                // Empty is resolved at the end of `Config::load`, from the environment.
+                c.pm2.home = match home.trim().is_empty() {
+                    true => PathBuf::new(),
+                    false => resolve_path(cwd, Path::new(home)),
+                };
+                Ok(())
+            },
+            get: |c| Value::from(c.pm2.home.to_string_lossy().as_ref()),
+        }],
+    },
+    SectionSpec {
+        name: "rotation",
+        keys: ROTATION_SECTION,
+    },
 ];
+
+/// The table of per-service rotation policies, `[services.NAME]`; not in the environment.
+const SERVICES: &str = "services";
+
+/// The keys of a [`RotationPolicy`]: `[rotation]` and every `[services.NAME]`.
+const ROTATION_KEYS: &[KeySpec<RotationPolicy>] = &[
+    KeySpec {
+        name: "max_size",
+        help: "rotate a live file when it grows past this (\"\" disables)",
+        set: |p, raw, _| {
+            p.max_size = optional(raw, |raw| not_zero(size(raw)?))?;
+            Ok(())
+        },
+        get: |p| optional_value(p.max_size.map(format_size)),
+    },
+    KeySpec {
+        name: "max_age",
+        help: "... or when its oldest unrotated line is this old (\"\" disables)",
+        set: |p, raw, _| {
+            p.max_age = optional(raw, |raw| not_zero(duration(raw)?))?;
+            Ok(())
+        },
+        get: |p| optional_value(p.max_age.map(format_duration)),
+    },
+    KeySpec {
+        name: "retain",
+        help: "archives kept per live file (0: no limit by count)",
+        set: |p, raw, _| {
+            p.retain = count(raw)?;
+            Ok(())
+        },
+        get: |p| Value::from(i64::from(p.retain)),
+    },
+    KeySpec {
+        name: "max_archive_age",
+        help: "archives older than this are deleted (\"\": no limit)",
+        set: |p, raw, _| {
+            p.max_archive_age = optional(raw, |raw| not_zero(duration(raw)?))?;
+            Ok(())
+        },
+        get: |p| optional_value(p.max_archive_age.map(format_duration)),
+    },
+    KeySpec {
+        name: "max_total_size",
+        help: "the archives of one live file together (\"\": no limit)",
+        set: |p, raw, _| {
+            p.max_total_size = optional(raw, |raw| not_zero(size(raw)?))?;
+            Ok(())
+        },
+        get: |p| optional_value(p.max_total_size.map(format_size)),
+    },
+    KeySpec {
+        name: "compress",
+        help: "gzip the archives",
+        set: |p, raw, _| {
+            p.compress = boolean(raw)?;
+            Ok(())
+        },
+        get: |p| Value::from(p.compress),
+    },
+    KeySpec {
+        name: "compress_level",
+        help: "gzip level, 0 (fastest) to 9 (smallest)",
+        set: |p, raw, _| {
+            p.compress_level = gzip_level(raw)?;
+            Ok(())
+        },
+        get: |p| Value::from(i64::from(p.compress_level)),
+    },
+    KeySpec {
+        name: "archive_dir",
+        help: "where archives are written",
+        set: |p, raw, cwd| {
+            let dir = string(raw, "\"logs/pm2/archive\"")?;
+            p.archive_dir = resolve_path(cwd, Path::new(not_empty(dir)?));
+            Ok(())
+        },
+        get: |p| Value::from(p.archive_dir.to_string_lossy().as_ref()),
+    },
+    KeySpec {
+        name: "method",
+        help: "auto | reload | collapse | copytruncate",
+        set: |p, raw, _| {
+            p.method = rotation_method(string(raw, "\"auto\"")?)?;
+            Ok(())
+        },
+        get: |p| Value::from(p.method.as_str()),
+    },
+];
+
+/// Key `I` of [`ROTATION_KEYS`] as a key of `Config`, stored in `Config::rotation`.
+const fn rotation_key<const I: usize>() -> KeySpec {
+    KeySpec {
+        name: ROTATION_KEYS[I].name,
+        help: ROTATION_KEYS[I].help,
+        set: |c, raw, cwd| (ROTATION_KEYS[I].set)(&mut c.rotation, raw, cwd),
+        get: |c| (ROTATION_KEYS[I].get)(&c.rotation),
+    }
+}
+
+/// `[rotation]`: every key of [`ROTATION_KEYS`], in order, on `Config::rotation`.
+const ROTATION_SECTION: &[KeySpec] = &[
+    rotation_key::<0>(),
+    rotation_key::<1>(),
+    rotation_key::<2>(),
+    rotation_key::<3>(),
+    rotation_key::<4>(),
+    rotation_key::<5>(),
+    rotation_key::<6>(),
+    rotation_key::<7>(),
+    rotation_key::<8>(),
+];
+const _: () = assert!(
+    ROTATION_SECTION.len() == ROTATION_KEYS.len(),
+    "ROTATION_SECTION must list every key of ROTATION_KEYS"
+);
 
 fn env_name(section: Option<&str>, key: &str) -> String {
     match section {
@@ -497,6 +787,97 @@ fn positive(d: Duration) -> Result<Duration, Problem> {
         return Err(String::from("must be greater than 0").into());
     }
     Ok(d)
+}
+
+/// A value that an empty string turns off.
+fn optional<T>(
+    raw: Raw<'_>,
+    parse: impl FnOnce(Raw<'_>) -> Result<T, Problem>,
+) -> Result<Option<T>, Problem> {
+    let empty = match raw {
+        Raw::Toml(item) => item.as_str().is_some_and(|s| s.trim().is_empty()),
+        Raw::Text(text) => text.trim().is_empty(),
+    };
+    if empty {
+        return Ok(None);
+    }
+    parse(raw).map(Some)
+}
+
+fn optional_value(text: Option<String>) -> Value {
+    Value::from(text.unwrap_or_default())
+}
+
+/// For the keys that "" turns off: zero would be a second, unclear way to say so.
+fn not_zero<T: Default + PartialEq>(value: T) -> Result<T, Problem> {
+    if value == T::default() {
+        return Err(String::from("must be greater than 0 (\"\" turns it off)").into());
+    }
+    Ok(value)
+}
+
+/// An integer: a TOML integer in the file, its digits in the environment.
+fn integer(raw: Raw<'_>, expected: &str) -> Result<i64, Problem> {
+    match raw {
+        Raw::Toml(item) => item.as_integer().ok_or_else(|| type_error(item, expected)),
+        Raw::Text(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| format!("expected {expected}, found {text:?}").into()),
+    }
+}
+
+fn count(raw: Raw<'_>) -> Result<u32, Problem> {
+    let expected = "a non-negative integer such as 30";
+    let n = integer(raw, expected)?;
+    u32::try_from(n).map_err(|_| format!("expected {expected}, found {n}").into())
+}
+
+fn gzip_level(raw: Raw<'_>) -> Result<u32, Problem> {
+    let expected = "a gzip level from 0 to 9";
+    let n = integer(raw, expected)?;
+    match u32::try_from(n) {
+        Ok(level) if level <= 9 => Ok(level),
+        _ => Err(format!("expected {expected}, found {n}").into()),
+    }
+}
+
+fn boolean(raw: Raw<'_>) -> Result<bool, Problem> {
+    match raw {
+        Raw::Toml(item) => item
+            .as_bool()
+            .ok_or_else(|| type_error(item, "true or false")),
+        Raw::Text(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err(format!("expected true or false, found {text:?}").into()),
+        },
+    }
+}
+
+fn rotation_method(s: &str) -> Result<RotationMethod, Problem> {
+    RotationMethod::ALL
+        .into_iter()
+        .find(|m| m.as_str().eq_ignore_ascii_case(s.trim()))
+        .ok_or_else(|| {
+            let names: Vec<&str> = RotationMethod::ALL.iter().map(|m| m.as_str()).collect();
+            format!(
+                "invalid method {s:?} (expected one of: {})",
+                names.join(", ")
+            )
+            .into()
+        })
+}
+
+/// PM2's own rule (its `paths.js`): `$PM2_HOME`, else `$HOME/.pm2`, else `/etc/.pm2`.
+/// Relative values resolve against `cwd`.
+fn pm2_home_from_env(env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> PathBuf {
+    let home = match (non_empty(env("PM2_HOME")), non_empty(env("HOME"))) {
+        (Some(pm2_home), _) => PathBuf::from(pm2_home),
+        (None, Some(home)) => Path::new(&home).join(".pm2"),
+        (None, None) => PathBuf::from("/etc/.pm2"),
+    };
+    resolve_path(cwd, &home)
 }
 
 fn string_array(item: &Item) -> Result<Vec<String>, Problem> {
@@ -594,7 +975,48 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, before[line_start..].chars().count() + 1)
 }
 
-fn apply_file(config: &mut Config, text: &str, file: &Path, cwd: &Path) -> Result<(), ConfigError> {
+/// A `[services.NAME]` table as read from the file: checked then, applied at the end of
+/// [`Config::load`] on top of the final `[rotation]`.
+struct ServiceTable {
+    name: String,
+    file: PathBuf,
+    keys: Vec<ServiceKey>,
+}
+
+struct ServiceKey {
+    spec: &'static KeySpec<RotationPolicy>,
+    /// `services.NAME.key`
+    dotted: String,
+    value: Item,
+    /// where the value is, for the error message
+    line: usize,
+    column: usize,
+}
+
+impl ServiceTable {
+    fn apply(&self, policy: &mut RotationPolicy, cwd: &Path) -> Result<(), ConfigError> {
+        for key in &self.keys {
+            (key.spec.set)(policy, Raw::Toml(&key.value), cwd).map_err(|p| {
+                ConfigError::Invalid {
+                    file: self.file.clone(),
+                    line: key.line,
+                    column: key.column,
+                    key: key.dotted.clone(),
+                    message: p.message,
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies the file to `config`, except the `[services.NAME]` tables, which it returns.
+fn apply_file(
+    config: &mut Config,
+    text: &str,
+    file: &Path,
+    cwd: &Path,
+) -> Result<Vec<ServiceTable>, ConfigError> {
     let position = |span: Option<Range<usize>>| line_column(text, span.map_or(0, |s| s.start));
     let doc = Document::parse(text).map_err(|e| {
         let (line, column) = position(e.span());
@@ -628,12 +1050,61 @@ fn apply_file(config: &mut Config, text: &str, file: &Path, cwd: &Path) -> Resul
         }
     };
 
+    let mut services = Vec::new();
     let root = doc.as_table();
     for (name, item) in root.iter() {
         let key_span = root.key(name).and_then(|k| k.span());
         if let Some(spec) = TOP_KEYS.iter().find(|k| k.name == name) {
             (spec.set)(config, Raw::Toml(item), cwd)
                 .map_err(|p| invalid(name.to_string(), p, item, key_span))?;
+            continue;
+        }
+        if name == SERVICES {
+            let Some(tables) = item.as_table_like() else {
+                let problem = type_error(item, "tables such as [services.api]");
+                return Err(invalid(name.to_string(), problem, item, key_span));
+            };
+            for (service, value) in tables.iter() {
+                let dotted = format!("{SERVICES}.{service}");
+                let key_span = tables.key(service).and_then(|k| k.span());
+                let Some(table) = value.as_table_like() else {
+                    let problem =
+                        type_error(value, &format!("a table [{dotted}] of [rotation] keys"));
+                    return Err(invalid(dotted, problem, value, key_span));
+                };
+                if service.trim().is_empty() {
+                    let problem = String::from("a service name must not be empty").into();
+                    return Err(invalid(dotted, problem, value, key_span));
+                }
+                let mut keys = Vec::new();
+                for (key, value) in table.iter() {
+                    let dotted = format!("{dotted}.{key}");
+                    let key_span = table.key(key).and_then(|k| k.span());
+                    let Some(spec) = ROTATION_KEYS.iter().find(|k| k.name == key) else {
+                        let known = known_keys(
+                            &format!("{SERVICES}.{}", Key::new(service).display_repr()),
+                            ROTATION_KEYS.iter().map(|k| k.name),
+                        );
+                        return Err(unknown(dotted, value, key_span, known));
+                    };
+                    let (line, column) = position(value.span().or(key_span));
+                    keys.push(ServiceKey {
+                        spec,
+                        dotted,
+                        value: value.clone(),
+                        line,
+                        column,
+                    });
+                }
+                let table = ServiceTable {
+                    name: service.to_string(),
+                    file: file.to_path_buf(),
+                    keys,
+                };
+                // Checked now, so that the file's mistakes are reported as it is read.
+                table.apply(&mut config.rotation.clone(), cwd)?;
+                services.push(table);
+            }
             continue;
         }
         let Some(section) = SECTIONS.iter().find(|s| s.name == name) else {
@@ -653,12 +1124,16 @@ fn apply_file(config: &mut Config, text: &str, file: &Path, cwd: &Path) -> Resul
                 .map_err(|p| invalid(dotted, p, value, key_span))?;
         }
     }
-    Ok(())
+    Ok(services)
 }
 
 fn known_top_level() -> String {
     let keys: Vec<&str> = TOP_KEYS.iter().map(|k| k.name).collect();
-    let tables: Vec<String> = SECTIONS.iter().map(|s| format!("[{}]", s.name)).collect();
+    let tables: Vec<String> = SECTIONS
+        .iter()
+        .map(|s| format!("[{}]", s.name))
+        .chain([format!("[{SERVICES}.NAME]")])
+        .collect();
     format!(
         "known top-level keys: {}; tables: {}",
         keys.join(", "),
@@ -667,8 +1142,14 @@ fn known_top_level() -> String {
 }
 
 fn known_in(section: &SectionSpec) -> String {
-    let keys: Vec<&str> = section.keys.iter().map(|k| k.name).collect();
-    format!("known keys in [{}]: {}", section.name, keys.join(", "))
+    known_keys(section.name, section.keys.iter().map(|k| k.name))
+}
+
+fn known_keys<'a>(table: &str, keys: impl Iterator<Item = &'a str>) -> String {
+    format!(
+        "known keys in [{table}]: {}",
+        keys.collect::<Vec<_>>().join(", ")
+    )
 }
 
 fn apply_env(

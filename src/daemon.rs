@@ -14,10 +14,14 @@ use tracing::{info, warn};
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::index::{IndexError, Indexer, IndexerOptions, Timeline};
-use crate::tail::{Tailer, TailerOptions};
+use crate::rotate::{self, RotateMsg, RotationBoard, Rotator};
+use crate::tail::{Followed, GrowthHook, TailMsg, Tailer, TailerLinks, TailerOptions};
 
 /// Batches in flight between the tailer and the index: the backpressure bound.
 const CHANNEL_BATCHES: usize = 4;
+/// Rotation requests waiting for the rotator; growth signals beyond it are dropped and
+/// sent again a second later.
+const ROTATE_QUEUE: usize = 64;
 
 /// The file the daemon writes its bound address to, so tests and scripts can find a
 /// daemon started on port 0.
@@ -58,17 +62,35 @@ async fn serve(config: &Config) -> Result<()> {
         ),
         e => e.into(),
     })?;
-    let resume = indexer.checkpoints();
+    let mut indexer = indexer;
+    let mut resume = indexer.checkpoints();
+    let startup = rotate::prepare(config, &mut resume)
+        .context("cannot recover the rotations of the previous run")?;
+    indexer.replace_checkpoints(&resume);
     info!(
         files = resume.len(),
         "resuming from the index's checkpoints"
     );
+    let committed = indexer.committed();
 
     let (tx, rx) = sync_channel(CHANNEL_BATCHES);
     let stop = Arc::new(AtomicBool::new(false));
     let index_thread = std::thread::Builder::new()
         .name("index".into())
         .spawn(move || indexer.run(rx))?;
+
+    let followed = Followed::default();
+    let board = RotationBoard::default();
+    let (rotate_tx, rotate_rx) = sync_channel::<RotateMsg>(ROTATE_QUEUE);
+    let (inbox_tx, inbox) = std::sync::mpsc::channel::<TailMsg>();
+    let growth = {
+        let rotate_tx = rotate_tx.clone();
+        let limits = config.clone();
+        GrowthHook {
+            notify: Box::new(move |key| rotate_tx.try_send(RotateMsg::Grew(key)).is_ok()),
+            size_limit: Box::new(move |service| limits.policy_for(service).max_size),
+        }
+    };
     let tailer = Tailer::new(
         TailerOptions {
             globs: config.sources.paths.clone(),
@@ -79,10 +101,29 @@ async fn serve(config: &Config) -> Result<()> {
         resume,
         tx,
         stop.clone(),
+        TailerLinks {
+            inbox_tx: inbox_tx.clone(),
+            inbox,
+            followed: followed.clone(),
+            growth: Some(growth),
+        },
     );
     let tail_thread = std::thread::Builder::new()
         .name("tail".into())
         .spawn(move || tailer.run())?;
+    let rotator = Rotator::new(
+        config.clone(),
+        startup,
+        rotate_rx,
+        inbox_tx,
+        followed.clone(),
+        committed,
+        board.clone(),
+        stop.clone(),
+    );
+    let rotate_thread = std::thread::Builder::new()
+        .name("rotate".into())
+        .spawn(move || rotator.run())?;
 
     let listener = tokio::net::TcpListener::bind(&config.api.listen)
         .await
@@ -96,6 +137,10 @@ async fn serve(config: &Config) -> Result<()> {
     let state = AppState {
         timeline: timeline.clone(),
         ready,
+        rotate: rotate_tx,
+        followed,
+        board,
+        config: Arc::new(config.clone()),
     };
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown_signal())
@@ -107,6 +152,7 @@ async fn serve(config: &Config) -> Result<()> {
     let joined = tokio::task::spawn_blocking(move || {
         let _ = tail_thread.join();
         let _ = index_thread.join();
+        let _ = rotate_thread.join();
     });
     if tokio::time::timeout(Duration::from_millis(1800), joined)
         .await

@@ -12,5 +12,6 @@ pub mod index;
 pub mod parse;
 pub mod pm2;
 pub mod record;
+pub mod rotate;
 pub mod tail;
 pub mod units;

@@ -3,6 +3,7 @@
 
 mod error;
 mod params;
+mod rotation;
 mod search;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,26 +11,36 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
 pub use error::ApiError;
 
+use crate::config::Config;
 use crate::index::Timeline;
+use crate::rotate::{RotateMsg, RotationBoard};
+use crate::tail::Followed;
 
 #[derive(Clone)]
 pub struct AppState {
     pub timeline: Timeline,
     /// Set once the daemon has opened the index and started reading.
     pub ready: Arc<AtomicBool>,
+    pub rotate: std::sync::mpsc::SyncSender<RotateMsg>,
+    pub followed: Followed,
+    pub board: RotationBoard,
+    pub config: Arc<Config>,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/search", get(search::search))
+        .route("/api/status", get(rotation::status))
+        .route("/api/rotate", post(rotation::rotate))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -39,6 +50,16 @@ async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value
     } else {
         Err(ApiError::NotReady)
     }
+}
+
+async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> (StatusCode, Json<serde_json::Value>) {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({"error": format!("{} does not accept {method}", uri.path())})),
+    )
 }
 
 async fn not_found(uri: axum::http::Uri) -> (StatusCode, Json<serde_json::Value>) {

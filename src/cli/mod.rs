@@ -3,6 +3,7 @@
 //! code (0 ok, 1 "nothing found" where that means something, 2 errors).
 
 mod format;
+mod rotation;
 mod search;
 
 use std::path::PathBuf;
@@ -35,6 +36,14 @@ pub enum Command {
     Daemon(DaemonArgs),
     /// Search the timeline (tantivy query syntax; words are ANDed).
     Search(search::SearchArgs),
+    /// Rotate live files now, whatever their size and age.
+    Rotate(rotation::RotateArgs),
+    /// Every live file: size, archives, rotations, and bytes lost by copytruncate.
+    Status {
+        /// The API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -80,6 +89,8 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Search(args) => search::run(&args, &client_addr(&cli.addr, &config)),
+        Command::Rotate(args) => rotation::rotate(&args, &client_addr(&cli.addr, &config)),
+        Command::Status { json } => rotation::status(json, &client_addr(&cli.addr, &config)),
         Command::Config {
             command: ConfigCommand::Check,
         } => {

@@ -14,7 +14,7 @@ use tantivy::{Index, IndexReader, ReloadPolicy};
 use crate::tail::checkpoint::CheckpointSet;
 pub use schema::Fields;
 pub use search::{Hit, Order, SearchError, SearchRequest, SearchResult};
-pub use writer::{Indexer, IndexerOptions};
+pub use writer::{Committed, Indexer, IndexerOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {

@@ -25,6 +25,11 @@ const COMMIT_RECORDS: usize = 500_000;
 /// How often records older than the retention are deleted.
 const RETENTION_EVERY: Duration = Duration::from_secs(600);
 
+/// The checkpoints of the last successful commit: what is durably ingested. The rotator
+/// reads it to know when a rotated file's lines are all safe in the index.
+pub type Committed =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<FileKey, Checkpoint>>>;
+
 #[derive(Clone, Debug)]
 pub struct IndexerOptions {
     pub commit_interval: Duration,
@@ -41,16 +46,21 @@ pub struct Indexer {
     uncommitted: usize,
     dirty: bool,
     last_retention: Option<Instant>,
+    committed: Committed,
 }
 
 impl Indexer {
     pub fn new(timeline: &Timeline, opts: IndexerOptions) -> Result<Indexer, IndexError> {
-        let checkpoints = timeline
+        let checkpoints: BTreeMap<FileKey, Checkpoint> = timeline
             .checkpoints()?
             .files
             .into_iter()
             .map(|cp| (cp.key, cp))
             .collect();
+        let committed = Committed::default();
+        if let Ok(mut c) = committed.lock() {
+            c.extend(checkpoints.iter().map(|(k, cp)| (*k, cp.clone())));
+        }
         let writer = timeline
             .index
             .writer(opts.writer_memory as usize)
@@ -67,12 +77,29 @@ impl Indexer {
             uncommitted: 0,
             dirty: false,
             last_retention: None,
+            committed,
         })
     }
 
     /// The checkpoints the tailer resumes from.
     pub fn checkpoints(&self) -> Vec<Checkpoint> {
         self.checkpoints.values().cloned().collect()
+    }
+
+    /// Replaces the checkpoints read from the index by ones settled at start (a collapse
+    /// the last run did not get to commit), so the next commit cannot write back the
+    /// stale ones.
+    pub fn replace_checkpoints(&mut self, checkpoints: &[Checkpoint]) {
+        self.checkpoints = checkpoints.iter().map(|cp| (cp.key, cp.clone())).collect();
+        if let Ok(mut c) = self.committed.lock() {
+            c.clear();
+            c.extend(self.checkpoints.iter().map(|(k, cp)| (*k, cp.clone())));
+        }
+    }
+
+    /// The shared view of the last commit's checkpoints.
+    pub fn committed(&self) -> Committed {
+        self.committed.clone()
     }
 
     /// Runs until the tailer hangs up, then commits what it has and returns.
@@ -192,6 +219,10 @@ impl Indexer {
                 );
                 self.uncommitted = 0;
                 self.dirty = false;
+                if let Ok(mut c) = self.committed.lock() {
+                    c.clear();
+                    c.extend(self.checkpoints.iter().map(|(k, cp)| (*k, cp.clone())));
+                }
                 if let Err(e) = self.timeline.reader.reload() {
                     warn!(error = %e, "cannot reload the index reader");
                 }
@@ -264,6 +295,7 @@ mod tests {
             },
             path: format!("/logs/f{ino}.log"),
             offset,
+            base: 0,
         }
     }
 

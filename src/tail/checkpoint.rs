@@ -12,8 +12,12 @@ pub struct Checkpoint {
     /// The path the file was last seen at (for people reading the state; the key is what
     /// identifies the file).
     pub path: String,
-    /// The first byte not yet in the index.
+    /// The first byte not yet in the index, as a position in the file now.
     pub offset: u64,
+    /// Bytes cut from the front of the file by collapse rotations: a record's offset is
+    /// `base` plus its position in the file, so offsets stay unique and keep counting.
+    #[serde(default)]
+    pub base: u64,
 }
 
 /// What the index keeps in each commit's payload.

@@ -9,4 +9,7 @@ pub mod splitter;
 pub mod tailer;
 
 pub use checkpoint::Checkpoint;
-pub use tailer::{Batch, Tailer, TailerOptions};
+pub use tailer::{
+    Batch, FileState, Followed, GrowthHook, TailCommand, TailMsg, Tailer, TailerLinks,
+    TailerOptions,
+};

@@ -31,6 +31,14 @@ pub struct FileReader {
     splitter: LineSplitter,
     /// Timestamp and level of the line whose later pieces are still coming.
     line_ts: Option<(DateTime<Utc>, TsSource, Option<Level>)>,
+    /// Bytes cut from the front by collapse or copytruncate rotations (see
+    /// [`Checkpoint::base`]).
+    base: u64,
+    /// Whether `open` positioned the file at its checkpoint.
+    pub resumed: bool,
+    /// Time of the oldest line still in the file since it was opened or last rotated;
+    /// what `max_age` rotation measures.
+    pub oldest: Option<DateTime<Utc>>,
     /// Set when the path no longer leads to this file (renamed away or deleted).
     pub gone_since: Option<Instant>,
     pub last_growth: Instant,
@@ -55,13 +63,20 @@ impl FileReader {
         let meta = file.metadata()?;
         let key = FileKey::of(&meta);
         let size = meta.len();
-        let (fingerprint, start) = match resume {
+        let (fingerprint, start, base, resumed) = match resume {
             Some(cp)
                 if cp.key == key && cp.offset <= size && cp.fingerprint.matches(&file, size)? =>
             {
-                (cp.fingerprint, cp.offset)
+                (cp.fingerprint, cp.offset, cp.base, true)
             }
-            _ => (Fingerprint::of(&file, size)?, 0),
+            _ => (Fingerprint::of(&file, size)?, 0, 0, false),
+        };
+        // Lines before the resume point were read by an earlier run: their age is the
+        // first line's own timestamp when it has one.
+        let oldest = if start > 0 {
+            Some(first_line_time(&file).unwrap_or_else(Utc::now))
+        } else {
+            None
         };
         let now = Instant::now();
         Ok(FileReader {
@@ -74,6 +89,9 @@ impl FileReader {
             read_pos: start,
             splitter: LineSplitter::new(max_line as usize, start),
             line_ts: None,
+            base,
+            resumed,
+            oldest,
             gone_since: None,
             last_growth: now,
             buf: Vec::new(),
@@ -86,7 +104,75 @@ impl FileReader {
             fingerprint: self.fingerprint,
             path: self.path_str.clone(),
             offset: self.splitter.resume_offset(),
+            base: self.base,
         }
+    }
+
+    pub fn service(&self) -> &str {
+        &self.origin.service
+    }
+
+    /// The file's current length.
+    pub fn size(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// Whether everything up to the current end of the file has been read.
+    pub fn at_end(&self) -> io::Result<bool> {
+        Ok(self.read_pos >= self.size()?)
+    }
+
+    /// Collapse rotation: removes the first `len` bytes of the file in place with
+    /// `fallocate(FALLOC_FL_COLLAPSE_RANGE)` while writers keep appending, and moves every
+    /// offset back by `len`. `len` must be block-aligned and already emitted.
+    pub fn collapse(&mut self, len: u64) -> io::Result<()> {
+        if len > self.splitter.resume_offset() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot collapse bytes that were not read yet",
+            ));
+        }
+        let writable = self.writable()?;
+        collapse_range(&writable, len)?;
+        self.read_pos -= len;
+        self.splitter.shift_back(len);
+        self.base += len;
+        self.fingerprint = Fingerprint::of(&self.file, self.size()?)?;
+        self.oldest = None;
+        Ok(())
+    }
+
+    /// Copytruncate rotation, the last resort: copies the file as it is to `dest`, then
+    /// truncates it. Lines written between the copy and the truncation are lost; their
+    /// byte count is returned. The caller reads the file to its end first.
+    pub fn copy_truncate(&mut self, dest: &Path, out: &mut Vec<Record>) -> io::Result<u64> {
+        let writable = self.writable()?;
+        let copied =
+            crate::rotate::archive::write_archive(&self.path, 0..self.read_pos, dest, None)?
+                .bytes_in;
+        let size_at_truncate = writable.metadata()?.len();
+        writable.set_len(0)?;
+        let lost = size_at_truncate.saturating_sub(copied);
+        // The held last line was copied; it cannot be finished in the emptied file.
+        self.flush_partial(out);
+        self.base += size_at_truncate;
+        self.read_pos = 0;
+        self.splitter.reset(0);
+        self.fingerprint = Fingerprint::of(&self.file, 0)?;
+        self.oldest = None;
+        Ok(lost)
+    }
+
+    /// The same file opened for writing, checked to still be this file.
+    fn writable(&self) -> io::Result<File> {
+        let f = std::fs::OpenOptions::new().write(true).open(&self.path)?;
+        if FileKey::of(&f.metadata()?) != self.key {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} is no longer the followed file", self.path.display()),
+            ));
+        }
+        Ok(f)
     }
 
     /// The file was found under another path that the globs match.
@@ -112,6 +198,7 @@ impl FileReader {
             self.buf.resize(CHUNK, 0);
         }
         let read_at = Utc::now();
+        let first_new = out.len();
         while self.read_pos < size {
             if outcome.bytes >= budget {
                 outcome.more = true;
@@ -134,6 +221,9 @@ impl FileReader {
         }
         if outcome.bytes > 0 {
             self.last_growth = Instant::now();
+        }
+        if self.oldest.is_none() {
+            self.oldest = out.get(first_new).map(|r| r.ts);
         }
         Ok(outcome)
     }
@@ -209,9 +299,32 @@ impl FileReader {
             kind: Kind::Line,
             message,
             file: self.path_str.clone(),
-            offset: piece.offset,
+            offset: self.base + piece.offset,
             sub,
             split: piece.split,
         }
     }
+}
+
+/// `fallocate(FALLOC_FL_COLLAPSE_RANGE)` on the first `len` bytes.
+fn collapse_range(file: &File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "collapse length too large"))?;
+    // SAFETY: fallocate on a descriptor we own; no memory is passed.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_COLLAPSE_RANGE, 0, len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The timestamp of the file's first line, when it has one.
+fn first_line_time(file: &File) -> Option<DateTime<Utc>> {
+    let mut head = vec![0u8; 4096];
+    let n = file.read_at(&mut head, 0).ok()?;
+    let line = &head[..n];
+    let line = &line[..memchr::memchr(b'\n', line).unwrap_or(n)];
+    parse_line(&String::from_utf8_lossy(line)).ts
 }

@@ -42,6 +42,13 @@ impl LineSplitter {
         !self.pending.is_empty()
     }
 
+    /// The first `len` bytes of the file were cut away (collapse rotation): every offset
+    /// moves back by that much. `len` never exceeds what was already emitted.
+    pub fn shift_back(&mut self, len: u64) {
+        debug_assert!(len <= self.pending_start);
+        self.pending_start -= len.min(self.pending_start);
+    }
+
     /// Forget everything and start again at `start` (after a truncation).
     pub fn reset(&mut self, start: u64) {
         self.pending.clear();

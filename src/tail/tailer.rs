@@ -3,11 +3,14 @@
 //! or deleted, and sending records with their checkpoints to the index in bounded batches.
 
 use std::collections::{HashMap, HashSet};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use notify::{EventKind, RecursiveMode, Watcher};
 use tracing::{debug, info, warn};
@@ -37,6 +40,70 @@ const READ_TURN: u64 = 4 << 20;
 /// no longer produce directory events).
 const GONE_POLL: Duration = Duration::from_millis(200);
 
+/// What the tailer's loop wakes up for: file events, and requests from the rotator that
+/// must happen between two reads of the file they concern.
+pub enum TailMsg {
+    Fs(notify::Result<notify::Event>),
+    Command(TailCommand),
+}
+
+pub enum TailCommand {
+    /// The rotator renamed a followed file to `to`: keep reading it there until it is
+    /// quiet, and record the new path in its checkpoint so a restart finds it.
+    Moved { key: FileKey, to: PathBuf },
+    /// Cut the first `len` bytes of the file in place (see [`FileReader::collapse`]).
+    Collapse {
+        key: FileKey,
+        len: u64,
+        reply: Sender<io::Result<()>>,
+    },
+    /// Read the file to its end, copy it to `dest` and truncate it; the reply is the
+    /// number of bytes possibly lost.
+    CopyTruncate {
+        key: FileKey,
+        dest: PathBuf,
+        reply: Sender<io::Result<u64>>,
+    },
+}
+
+/// What the tailer knows about a followed file, shared with the rotator and the status
+/// endpoint.
+#[derive(Clone, Debug)]
+pub struct FileState {
+    pub key: FileKey,
+    pub path: PathBuf,
+    pub service: String,
+    /// Still at a path the globs match (not renamed away or deleted).
+    pub live: bool,
+    pub size: u64,
+    /// The first byte not yet emitted, as a position in the file now.
+    pub read_offset: u64,
+    /// Time of the oldest line read since the file was opened or last rotated.
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+pub type Followed = Arc<Mutex<HashMap<FileKey, FileState>>>;
+
+/// How the tailer tells the rotator that a file grew past its size limit.
+pub struct GrowthHook {
+    /// Queues a signal without blocking; false when the rotator's queue is full.
+    pub notify: Box<dyn Fn(FileKey) -> bool + Send>,
+    /// The `max_size` of a service, if it has one.
+    pub size_limit: Box<dyn Fn(&str) -> Option<u64> + Send>,
+}
+
+/// The tailer's connections to the rest of the daemon.
+pub struct TailerLinks {
+    /// A sender into the tailer's own inbox, for the file watcher.
+    pub inbox_tx: Sender<TailMsg>,
+    pub inbox: Receiver<TailMsg>,
+    pub followed: Followed,
+    pub growth: Option<GrowthHook>,
+}
+
+/// A file over its size limit is signalled to the rotator at most this often.
+const GROWTH_SIGNAL_EVERY: Duration = Duration::from_millis(200);
+
 #[derive(Clone, Debug)]
 pub struct TailerOptions {
     /// Absolute glob patterns.
@@ -59,6 +126,9 @@ pub struct Tailer {
     batch_bytes: usize,
     touched: HashSet<FileKey>,
     watched_dirs: HashSet<PathBuf>,
+    links: TailerLinks,
+    /// When each file over its size limit was last signalled to the rotator.
+    signalled: HashMap<FileKey, Instant>,
 }
 
 impl Tailer {
@@ -67,6 +137,7 @@ impl Tailer {
         resume: Vec<Checkpoint>,
         sink: SyncSender<Batch>,
         stop: Arc<AtomicBool>,
+        links: TailerLinks,
     ) -> Tailer {
         let patterns = opts
             .globs
@@ -91,14 +162,16 @@ impl Tailer {
             batch_bytes: 0,
             touched: HashSet::new(),
             watched_dirs: HashSet::new(),
+            links,
+            signalled: HashMap::new(),
         }
     }
 
     /// Runs until the stop flag is set; returns after sending what was read.
     pub fn run(mut self) {
-        let (tx, rx) = mpsc::channel();
+        let tx = self.links.inbox_tx.clone();
         let mut watcher = match notify::recommended_watcher(move |ev| {
-            let _ = tx.send(ev);
+            let _ = tx.send(TailMsg::Fs(ev));
         }) {
             Ok(w) => Some(w),
             Err(e) => {
@@ -108,9 +181,7 @@ impl Tailer {
         };
         self.watch_dirs(watcher.as_mut());
         self.rescan();
-        // Checkpoints whose file is gone for good leave the index's state.
-        let stale: Vec<FileKey> = self.resume.drain().map(|(k, _)| k).collect();
-        self.batch.dropped.extend(stale);
+        self.resume_moved();
         self.read_all();
         self.send();
 
@@ -123,7 +194,7 @@ impl Tailer {
             }
             // Wake at least every 500 ms to notice the stop flag.
             wait = wait.min(Duration::from_millis(500));
-            let (dirty, structural) = self.collect_events(&rx, wait);
+            let (dirty, structural) = self.collect_events(wait);
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
@@ -158,51 +229,178 @@ impl Tailer {
 
     /// Waits up to `wait` for file events, then takes all that are queued. Returns the
     /// followed files that changed and whether files may have appeared, moved or gone.
-    fn collect_events(
-        &self,
-        rx: &Receiver<notify::Result<notify::Event>>,
-        wait: Duration,
-    ) -> (HashSet<FileKey>, bool) {
+    fn collect_events(&mut self, wait: Duration) -> (HashSet<FileKey>, bool) {
         let mut dirty = HashSet::new();
         let mut structural = false;
-        let mut handle = |ev: notify::Result<notify::Event>| match ev {
-            Ok(ev) => {
-                let is_data = matches!(
-                    ev.kind,
-                    EventKind::Modify(notify::event::ModifyKind::Data(_))
-                        | EventKind::Modify(notify::event::ModifyKind::Any)
-                        | EventKind::Access(_)
-                );
-                for path in &ev.paths {
-                    match self.by_path.get(path) {
-                        Some(key) if is_data => {
-                            dirty.insert(*key);
-                        }
-                        Some(_) => structural = true,
-                        None => {
-                            if self.matches(path) {
-                                structural = true;
+        let mut commands = Vec::new();
+        let mut handle = |msg: TailMsg| match msg {
+            TailMsg::Command(c) => commands.push(c),
+            TailMsg::Fs(ev) => match ev {
+                Ok(ev) => {
+                    let is_data = matches!(
+                        ev.kind,
+                        EventKind::Modify(notify::event::ModifyKind::Data(_))
+                            | EventKind::Modify(notify::event::ModifyKind::Any)
+                            | EventKind::Access(_)
+                    );
+                    for path in &ev.paths {
+                        match self.by_path.get(path) {
+                            Some(key) if is_data => {
+                                dirty.insert(*key);
+                            }
+                            Some(_) => structural = true,
+                            None => {
+                                if self.matches(path) {
+                                    structural = true;
+                                }
                             }
                         }
                     }
+                    if ev.need_rescan() {
+                        structural = true;
+                    }
                 }
-                if ev.need_rescan() {
+                Err(e) => {
+                    debug!(error = %e, "file event error; rescanning");
                     structural = true;
                 }
-            }
-            Err(e) => {
-                debug!(error = %e, "file event error; rescanning");
-                structural = true;
-            }
+            },
         };
-        match rx.recv_timeout(wait) {
-            Ok(ev) => handle(ev),
+        match self.links.inbox.recv_timeout(wait) {
+            Ok(msg) => handle(msg),
             Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
         }
-        while let Ok(ev) = rx.try_recv() {
-            handle(ev);
+        while let Ok(msg) = self.links.inbox.try_recv() {
+            handle(msg);
+        }
+        for c in commands {
+            self.command(c);
         }
         (dirty, structural)
+    }
+
+    /// Carries out a rotator's request between two reads.
+    fn command(&mut self, c: TailCommand) {
+        match c {
+            TailCommand::Moved { key, to } => {
+                if let Some(reader) = self.files.get_mut(&key) {
+                    info!(from = %reader.path.display(), to = %to.display(), "rotated away; reading it to its end");
+                    self.by_path.remove(&reader.path);
+                    reader.moved_to(&to);
+                    reader.gone_since = Some(Instant::now());
+                    reader.last_growth = Instant::now();
+                    self.touched.insert(key);
+                    self.publish(key);
+                }
+            }
+            TailCommand::Collapse { key, len, reply } => {
+                let result = match self.files.get_mut(&key) {
+                    Some(reader) => reader.collapse(len),
+                    None => Err(not_followed()),
+                };
+                if result.is_ok() {
+                    self.touched.insert(key);
+                    self.signalled.remove(&key);
+                    self.publish(key);
+                    // The shifted checkpoint must reach the index soon: until it does,
+                    // the rotation journal is what keeps a crash from misreading it.
+                    self.send();
+                }
+                let _ = reply.send(result);
+            }
+            TailCommand::CopyTruncate { key, dest, reply } => {
+                self.read_file(key);
+                let result = match self.files.get_mut(&key) {
+                    Some(reader) => reader.copy_truncate(&dest, &mut self.batch.records),
+                    None => Err(not_followed()),
+                };
+                if result.is_ok() {
+                    self.touched.insert(key);
+                    self.signalled.remove(&key);
+                    self.publish(key);
+                    self.send();
+                }
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// Checkpoints not matched by the globs may still name a file that was renamed away
+    /// (by a rotation the daemon did not finish, say): if it is still there and still
+    /// the same file, it is read to its end. The rest leave the index's state.
+    fn resume_moved(&mut self) {
+        let left: Vec<Checkpoint> = self.resume.drain().map(|(_, cp)| cp).collect();
+        for cp in left {
+            let path = PathBuf::from(&cp.path);
+            match FileReader::open(&path, Some(&cp), self.opts.max_line_bytes) {
+                Ok(mut reader) if reader.resumed && reader.key == cp.key => {
+                    info!(path = %path.display(), offset = cp.offset, "finishing a file moved out of the globs");
+                    reader.gone_since = Some(Instant::now());
+                    let key = reader.key;
+                    self.files.insert(key, reader);
+                    self.touched.insert(key);
+                    self.publish(key);
+                }
+                _ => self.batch.dropped.push(cp.key),
+            }
+        }
+    }
+
+    /// Updates the shared view of one file (or removes it when no longer followed).
+    fn publish(&self, key: FileKey) {
+        let Ok(mut followed) = self.links.followed.lock() else {
+            return;
+        };
+        match self.files.get(&key) {
+            Some(r) => {
+                let cp = r.checkpoint();
+                followed.insert(
+                    key,
+                    FileState {
+                        key,
+                        path: r.path.clone(),
+                        service: r.service().to_string(),
+                        live: r.gone_since.is_none(),
+                        size: r.size().unwrap_or(0),
+                        read_offset: cp.offset,
+                        oldest: r.oldest,
+                    },
+                );
+            }
+            None => {
+                followed.remove(&key);
+            }
+        }
+    }
+
+    /// Tells the rotator when a live file is over its size limit.
+    fn check_growth(&mut self, key: FileKey) {
+        let Some(hook) = &self.links.growth else {
+            return;
+        };
+        let Some(reader) = self.files.get(&key) else {
+            return;
+        };
+        if reader.gone_since.is_some() {
+            return;
+        }
+        let Some(limit) = (hook.size_limit)(reader.service()) else {
+            return;
+        };
+        if reader.size().unwrap_or(0) < limit {
+            return;
+        }
+        if self
+            .signalled
+            .get(&key)
+            .is_some_and(|t| t.elapsed() < GROWTH_SIGNAL_EVERY)
+        {
+            return;
+        }
+        // A full queue means the rotator is busy; the file will be signalled again.
+        if (hook.notify)(key) {
+            self.signalled.insert(key, Instant::now());
+        }
     }
 
     fn matches(&self, path: &Path) -> bool {
@@ -275,6 +473,7 @@ impl Tailer {
                     let key = reader.key;
                     self.files.insert(key, reader);
                     self.touched.insert(key);
+                    self.publish(key);
                 }
                 Err(e) => warn!(path = %path.display(), error = %e, "cannot open log file"),
             }
@@ -322,9 +521,11 @@ impl Tailer {
                 self.send();
             }
             if !outcome.more || self.stop.load(Ordering::Relaxed) {
-                return;
+                break;
             }
         }
+        self.publish(key);
+        self.check_growth(key);
     }
 
     /// Files gone from their path and quiet for `linger` are finished: their held last
@@ -343,7 +544,9 @@ impl Tailer {
                 reader.flush_partial(&mut self.batch.records);
                 info!(path = %reader.path.display(), "finished a renamed or deleted file");
                 self.touched.remove(&key);
+                self.signalled.remove(&key);
                 self.batch.dropped.push(key);
+                self.publish(key);
             }
         }
     }
@@ -369,6 +572,10 @@ impl Tailer {
             self.stop.store(true, Ordering::Relaxed);
         }
     }
+}
+
+fn not_followed() -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, "the file is no longer followed")
 }
 
 /// The directory part of a glob: the path up to the first component with a wildcard.
