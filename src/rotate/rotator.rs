@@ -414,6 +414,13 @@ impl Rotator {
         let block = std::os::unix::fs::MetadataExt::blksize(&meta).max(512);
         let len = cp.offset / block * block;
         if len == 0 {
+            if cp.offset >= meta.len() {
+                // All of it is read and committed, and it is smaller than one block:
+                // collapse cannot cut it, only copytruncate can.
+                return Err(CollapseError::Refused(format!(
+                    "the file is smaller than one {block}-byte block"
+                )));
+            }
             return Err(CollapseError::NotYet(format!(
                 "less than one {block}-byte block of it is committed to the index yet"
             )));

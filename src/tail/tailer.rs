@@ -84,12 +84,14 @@ pub struct FileState {
 
 pub type Followed = Arc<Mutex<HashMap<FileKey, FileState>>>;
 
+/// The `max_size` of a service, if it has one.
+pub type SizeLimit = Box<dyn Fn(&str) -> Option<u64> + Send>;
+
 /// How the tailer tells the rotator that a file grew past its size limit.
 pub struct GrowthHook {
     /// Queues a signal without blocking; false when the rotator's queue is full.
     pub notify: Box<dyn Fn(FileKey) -> bool + Send>,
-    /// The `max_size` of a service, if it has one.
-    pub size_limit: Box<dyn Fn(&str) -> Option<u64> + Send>,
+    pub size_limit: SizeLimit,
 }
 
 /// The tailer's connections to the rest of the daemon.

@@ -19,8 +19,10 @@ pub struct Project {
 }
 
 impl Project {
-    /// A project whose configuration is the defaults for testing plus `extra` TOML lines
-    /// (which go before any section, so they may open their own sections).
+    /// A project whose configuration is the defaults for testing plus `extra` TOML lines,
+    /// which go at the end of `[sources]` and may open sections of their own (but not
+    /// `[index]`, `[api]` or `[pm2]`). PM2 is looked for in a directory that does not
+    /// exist, so no PM2 running on the machine is ever touched.
     pub fn new(extra_sources: &str) -> Project {
         let dir = tempfile::Builder::new()
             .prefix("logagg-test")
@@ -37,7 +39,9 @@ impl Project {
              [index]\n\
              commit_interval = \"200ms\"\n\
              [api]\n\
-             listen = \"127.0.0.1:0\"\n"
+             listen = \"127.0.0.1:0\"\n\
+             [pm2]\n\
+             home = \"no-pm2-here\"\n"
         );
         fs::write(dir.path().join("logagg.toml"), config).unwrap();
         Project { dir }

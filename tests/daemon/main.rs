@@ -5,4 +5,5 @@ mod config;
 mod crash;
 mod harness;
 mod reading;
+mod rotation;
 mod search;

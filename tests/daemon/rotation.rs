@@ -1,0 +1,499 @@
+//! Rotation without PM2: a plain process appending with `O_APPEND`, rotated by collapse
+//! (and through crashes), age limits, retention, neighbouring names, and an archive
+//! directory that cannot be written.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{append, Daemon, Project};
+
+/// The archives of `stem` in `dir`, in name order (which is time order).
+pub fn archives(dir: &Path, stem: &str) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    found.retain(|p| {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        name.starts_with(&format!("{stem}.2"))
+            && (name.ends_with(".log.gz") || name.ends_with(".log"))
+    });
+    found.sort();
+    found
+}
+
+/// The bytes of an archive, decompressed when it is gzip.
+pub fn archive_bytes(path: &Path) -> Vec<u8> {
+    let raw = std::fs::read(path).unwrap();
+    if path.extension().is_some_and(|e| e == "gz") {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .unwrap_or_else(|e| panic!("{} is not valid gzip: {e}", path.display()));
+        out
+    } else {
+        raw
+    }
+}
+
+/// Archives in name order, then the live file: everything the writer wrote, once.
+pub fn archives_then_live(archive_dir: &Path, stem: &str, live: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for a in archives(archive_dir, stem) {
+        all.extend(archive_bytes(&a));
+    }
+    all.extend(std::fs::read(live).unwrap_or_default());
+    all
+}
+
+/// Asserts that `text` is exactly the lines `line(0..n)`, reporting the first gap.
+pub fn assert_exact_sequence(text: &[u8], n: u64, line: impl Fn(u64) -> String) {
+    let text = String::from_utf8_lossy(text);
+    let mut expected = 0u64;
+    for got in text.lines() {
+        assert_eq!(
+            got,
+            line(expected),
+            "line {expected} differs (gap, duplicate or damage)"
+        );
+        expected += 1;
+    }
+    assert_eq!(expected, n, "expected {n} lines in archives + live file");
+}
+
+/// Every record of the index, oldest first, through the cursor.
+pub fn all_messages(d: &Daemon) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut q = vec![("order", "asc"), ("limit", "10000")];
+        if let Some(c) = &cursor {
+            q.push(("cursor", c));
+        }
+        let body = d.search(&q);
+        let hits = body["hits"].as_array().unwrap();
+        out.extend(
+            hits.iter()
+                .map(|h| h["message"].as_str().unwrap().to_string()),
+        );
+        match body["next"].as_str() {
+            Some(n) if !hits.is_empty() => cursor = Some(n.to_string()),
+            _ => return out,
+        }
+    }
+}
+
+/// Asserts that the index holds each of `line(0..n)` once and nothing else.
+pub fn assert_indexed_once(d: &Daemon, n: u64, line: impl Fn(u64) -> String) {
+    d.wait_total(&[("limit", "1")], n, 120);
+    let got = all_messages(d);
+    assert_eq!(got.len() as u64, n);
+    let set: HashSet<&String> = got.iter().collect();
+    assert_eq!(set.len() as u64, n, "some line is indexed twice");
+    for i in 0..n {
+        assert!(set.contains(&line(i)), "line {i} is not in the index");
+    }
+}
+
+fn status(d: &Daemon) -> Value {
+    let (code, body) = d.get("/api/status", &[]);
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+fn file_status<'a>(status: &'a Value, path: &Path) -> &'a Value {
+    status["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == path.to_str().unwrap())
+        .unwrap_or_else(|| panic!("{} not in status {status:#}", path.display()))
+}
+
+fn post(d: &Daemon, path: &str) -> (u16, Value) {
+    let mut resp = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+        .post(format!("http://{}{}", d.addr, path))
+        .send_empty()
+        .unwrap();
+    let code = resp.status().as_u16();
+    let body = resp.body_mut().read_to_string().unwrap();
+    (code, serde_json::from_str(&body).unwrap())
+}
+
+/// A writer appending numbered lines with O_APPEND from another thread, like any app.
+struct Writer {
+    /// Lines written so far.
+    #[allow(dead_code)]
+    written: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    /// `n` lines, `per_tick` of them every `tick`.
+    fn start(
+        path: PathBuf,
+        n: u64,
+        per_tick: u64,
+        tick: Duration,
+        line: fn(u64) -> String,
+    ) -> Writer {
+        let written = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let (w, dn) = (written.clone(), done.clone());
+        let thread = std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap();
+            let mut seq = 0;
+            while seq < n {
+                let mut buf = String::new();
+                for _ in 0..per_tick.min(n - seq) {
+                    buf.push_str(&line(seq));
+                    buf.push('\n');
+                    seq += 1;
+                }
+                f.write_all(buf.as_bytes()).unwrap();
+                w.store(seq, Ordering::SeqCst);
+                std::thread::sleep(tick);
+            }
+            dn.store(true, Ordering::SeqCst);
+        });
+        Writer {
+            written,
+            done,
+            thread: Some(thread),
+        }
+    }
+
+    fn running(&self) -> bool {
+        !self.done.load(Ordering::SeqCst)
+    }
+
+    fn join(mut self) {
+        self.thread.take().unwrap().join().unwrap();
+    }
+}
+
+fn seq_line(i: u64) -> String {
+    format!("plain seq={i:07} {}", "p".repeat((i % 40) as usize))
+}
+
+#[test]
+fn collapse_rotates_a_plain_appender_through_two_kill_9s_without_losing_a_line() {
+    const N: u64 = 60_000;
+    let p = Project::new("[rotation]\nmax_size = \"32KiB\"\nmax_age = \"\"\nretain = 0");
+    let live = p.log("plain-out.log");
+    let archive_dir = p.path().join("logs/pm2/archive");
+    let mut d = p.start();
+    // About 6,000 lines (240 KiB) a second for ten seconds.
+    let writer = Writer::start(live.clone(), N, 60, Duration::from_millis(10), seq_line);
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(3000));
+        assert!(writer.running(), "the writer finished before the kill");
+        d.kill9();
+        d = p.start();
+    }
+    writer.join();
+    assert_indexed_once(&d, N, seq_line);
+    // Let the last rotations finish, then check the bytes on disk.
+    std::thread::sleep(Duration::from_millis(1500));
+    let rotated = archives(&archive_dir, "plain-out");
+    assert!(
+        rotated.len() >= 10,
+        "only {} rotations: {rotated:?}",
+        rotated.len()
+    );
+    assert_exact_sequence(
+        &archives_then_live(&archive_dir, "plain-out", &live),
+        N,
+        seq_line,
+    );
+    let s = status(&d);
+    let f = file_status(&s, &live);
+    assert_eq!(f["last_method"], "collapse", "{s:#}");
+    assert_eq!(f["copytruncate_lost_bytes"], 0);
+    assert_eq!(f["archives"], rotated.len());
+    // The live file stayed small, although 2.6 MB went through it.
+    assert!(std::fs::metadata(&live).unwrap().len() < 1 << 20);
+}
+
+#[test]
+fn age_limit_rotates_a_file_whose_oldest_line_is_too_old() {
+    let p = Project::new(
+        "[rotation]\nmax_size = \"\"\nmax_age = \"2s\"\nmethod = \"copytruncate\"\ncompress = false",
+    );
+    let live = p.log("aged-out.log");
+    append(&live, "first\nsecond\n");
+    let d = p.start();
+    d.wait_total(&[], 2, 20);
+    let archive_dir = p.path().join("logs/pm2/archive");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while archives(&archive_dir, "aged-out").is_empty() {
+        assert!(Instant::now() < deadline, "no age rotation in 20s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let a = archives(&archive_dir, "aged-out");
+    assert_eq!(a.len(), 1);
+    assert!(
+        a[0].to_string_lossy().ends_with(".log"),
+        "compress = false: {a:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&a[0]).unwrap(), "first\nsecond\n");
+    assert_eq!(std::fs::read_to_string(&live).unwrap(), "");
+    // An empty file is not rotated again, however old.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(archives(&archive_dir, "aged-out").len(), 1);
+    append(&live, "third\n");
+    d.wait_total(&[], 3, 20);
+    let s = status(&d);
+    assert_eq!(file_status(&s, &live)["last_method"], "copytruncate");
+}
+
+#[test]
+fn retention_keeps_the_newest_archives_of_exactly_each_file() {
+    // `api` and `api-gw`, `duck` and `duckling`: names that are prefixes of others.
+    let p = Project::new(
+        "[rotation]\nmax_size = \"\"\nmax_age = \"\"\nretain = 2\nmethod = \"copytruncate\"\nmax_archive_age = \"7d\"",
+    );
+    let archive_dir = p.path().join("logs/pm2/archive");
+    std::fs::create_dir_all(&archive_dir).unwrap();
+    // Old archives and strangers already in the directory.
+    for name in [
+        "api-out.20200101T000000.000000Z.log.gz",
+        "api-gw-out.20200101T000000.000000Z.log.gz",
+        "notes.txt",
+        "api-out.log.gz",
+    ] {
+        std::fs::write(archive_dir.join(name), b"x").unwrap();
+    }
+    let files = [
+        "api-out.log",
+        "api-gw-out.log",
+        "duck-out.log",
+        "duckling-out.log",
+    ];
+    let d = p.start();
+    let mut written = 0;
+    for round in 0..4 {
+        for f in files {
+            append(&p.log(f), format!("{f} round {round}\n"));
+            written += 1;
+        }
+        d.wait_total(&[], written, 20);
+        let (code, body) = post(&d, "/api/rotate");
+        assert_eq!(code, 200, "{body}");
+        let rotated = body["rotated"].as_array().unwrap();
+        assert_eq!(rotated.len(), 4, "{body:#}");
+        for r in rotated {
+            assert_eq!(r["method"], "copytruncate", "{r}");
+        }
+        // Names are unique to the microsecond; keep rounds apart anyway for clarity.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    for f in files {
+        let stem = f.trim_end_matches(".log");
+        let kept = archives(&archive_dir, stem);
+        // Only this stem's archives (`api-out.` never counts `api-gw-out.`).
+        assert_eq!(kept.len(), 2, "{stem}: {kept:?}");
+        let text: Vec<String> = kept
+            .iter()
+            .map(|a| String::from_utf8(archive_bytes(a)).unwrap())
+            .collect();
+        assert_eq!(text, [format!("{f} round 2\n"), format!("{f} round 3\n")]);
+    }
+    // The strangers are untouched; the 2020 archives went by age and count.
+    assert!(archive_dir.join("notes.txt").exists());
+    assert!(archive_dir.join("api-out.log.gz").exists());
+    assert!(!archive_dir
+        .join("api-out.20200101T000000.000000Z.log.gz")
+        .exists());
+    assert!(!archive_dir
+        .join("api-gw-out.20200101T000000.000000Z.log.gz")
+        .exists());
+    assert_eq!(d.search(&[])["total"], 16);
+}
+
+#[test]
+fn retention_by_total_size_and_by_age() {
+    let p = Project::new(
+        "[rotation]\nmax_size = \"\"\nmax_age = \"\"\nretain = 0\nmethod = \"copytruncate\"\ncompress = false\nmax_total_size = \"250B\"\n\
+         [services.old]\nmax_archive_age = \"1s\"\nmethod = \"copytruncate\"\ncompress = false",
+    );
+    let archive_dir = p.path().join("logs/pm2/archive");
+    let d = p.start();
+    let line = "x".repeat(99); // 100 bytes with its newline
+    for round in 0..4 {
+        append(&p.log("big-out.log"), format!("{line}\n"));
+        append(&p.log("old-out.log"), format!("old {round}\n"));
+        d.wait_total(&[], 2 * (round + 1), 20);
+        let (code, body) = post(&d, "/api/rotate");
+        assert_eq!(code, 200, "{body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // 4 archives of 100 bytes, at most 250 bytes kept: the 2 newest.
+    assert_eq!(archives(&archive_dir, "big-out").len(), 2);
+    // `old` keeps archives one second; the next rotation's retention removes the rest.
+    std::thread::sleep(Duration::from_millis(1500));
+    append(&p.log("old-out.log"), "old 4\n");
+    d.wait_total(&[], 9, 20);
+    let (code, body) = post(&d, "/api/rotate?service=old");
+    assert_eq!(code, 200, "{body}");
+    let kept = archives(&archive_dir, "old-out");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read_to_string(&kept[0]).unwrap(), "old 4\n");
+}
+
+#[test]
+fn an_unwritable_archive_directory_fails_the_rotation_and_keeps_everything() {
+    let p = Project::new("[rotation]\nmax_size = \"\"\nmax_age = \"\"\nmethod = \"collapse\"");
+    let archive_dir = p.path().join("logs/pm2/archive");
+    std::fs::create_dir_all(&archive_dir).unwrap();
+    let live = p.log("ro-out.log");
+    let mut text = String::new();
+    for i in 0..500 {
+        text.push_str(&format!(
+            "read-only test line {i:04} with some padding to pass a block\n"
+        ));
+    }
+    append(&live, &text);
+    let d = p.start();
+    d.wait_total(&[], 500, 20);
+    std::thread::sleep(Duration::from_millis(500));
+    let guard = ReadOnly::set(&archive_dir);
+    let (code, body) = post(&d, "/api/rotate");
+    assert_eq!(code, 200, "{body}");
+    let r = &body["rotated"][0];
+    let error = r["error"].as_str().unwrap_or_else(|| panic!("{body:#}"));
+    assert!(error.contains("cannot write archive"), "{error}");
+    assert!(error.contains(archive_dir.to_str().unwrap()), "{error}");
+    // Nothing moved: the live file is whole, nothing half-written is left behind.
+    assert_eq!(std::fs::read_to_string(&live).unwrap(), text);
+    assert_eq!(std::fs::read_dir(&archive_dir).unwrap().count(), 0);
+    let s = status(&d);
+    assert!(file_status(&s, &live)["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("cannot write archive"));
+    assert_eq!(d.search(&[])["total"], 500);
+    // Writable again: the next try succeeds.
+    drop(guard);
+    let (code, body) = post(&d, "/api/rotate");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["rotated"][0]["method"], "collapse", "{body:#}");
+    std::thread::sleep(Duration::from_millis(500));
+    let all = archives_then_live(&archive_dir, "ro-out", &live);
+    assert_eq!(String::from_utf8(all).unwrap(), text);
+    assert_eq!(d.search(&[])["total"], 500);
+}
+
+#[test]
+fn rotate_and_status_commands() {
+    let p = Project::new("[rotation]\nmax_size = \"\"\nmax_age = \"\"\nmethod = \"copytruncate\"");
+    append(&p.log("cmd-out.log"), "one\n");
+    let d = p.start();
+    d.wait_total(&[], 1, 20);
+    let run = |args: &[&str]| {
+        let out = p
+            .command()
+            .arg("--addr")
+            .arg(&d.addr)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (code, out, err) = run(&["rotate", "--service", "nobody"]);
+    assert_eq!(code, Some(2));
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        "logagg: the daemon refused the request: parameter \"service\": no live file of a service named \"nobody\"\n"
+    );
+    let (code, out, err) = run(&["rotate", "--service", "cmd"]);
+    assert_eq!(code, Some(0), "{err}");
+    let live = p.log("cmd-out.log");
+    assert!(
+        out.starts_with(&format!(
+            "{} -> {}/cmd-out.2",
+            live.display(),
+            p.path().join("logs/pm2/archive").display()
+        )),
+        "{out}"
+    );
+    assert!(out.ends_with(".log (copytruncate)\n"), "{out}");
+    // An empty file has nothing to rotate.
+    let (code, out, _) = run(&["rotate"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(1), "nothing to rotate: no live file with data\n")
+    );
+    let (code, out, _) = run(&["status"]);
+    assert_eq!(code, Some(0));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("SERVICE  FILE"), "{out}");
+    assert!(
+        lines[1].starts_with(&format!("cmd      {}  0B", live.display())),
+        "{out}"
+    );
+    assert!(lines[1].contains("copytruncate"), "{out}");
+    assert_eq!(
+        lines[2],
+        "1 files, 1 rotations, 0B possibly lost by copytruncate"
+    );
+    // Wrong method on the rotate route.
+    let (code, body) = d.get("/api/rotate", &[]);
+    assert_eq!(code, 405);
+    assert!(body["error"].as_str().unwrap().contains("GET"), "{body}");
+}
+
+/// Makes a directory unwritable, even for root (`chattr +i`), until dropped.
+struct ReadOnly(PathBuf);
+
+impl ReadOnly {
+    fn set(dir: &Path) -> ReadOnly {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let st = std::process::Command::new("chattr")
+                .arg("+i")
+                .arg(dir)
+                .status()
+                .expect("chattr is needed to make a directory read-only for root");
+            assert!(st.success(), "chattr +i {} failed", dir.display());
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        ReadOnly(dir.to_path_buf())
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(&self.0)
+                .status();
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+}
