@@ -11,6 +11,9 @@
 #   BENCH_BASELINES=1   0 skips the wc/rg/gzip baselines
 #   BENCH_LNAV=1        0 skips lnav
 #   BENCH_NO_BUILD=0    1 uses target/release/logagg as it is
+#   BENCH_REV=          a git revision (e.g. HEAD) to build and measure instead of the
+#                       work tree: exported to bench/work/src-<sha>, built in
+#                       bench/work/target, so edits in progress do not leak in
 #   BENCH_QUIET_WAIT=900  before each measurement, wait up to this many seconds for the
 #                       machine to be idle (other builds would skew a 2-core box)
 #
@@ -49,9 +52,28 @@ if ((${#need_apt[@]})); then
         die "cannot install ${need_apt[*]}"
 fi
 
-if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
-    say "cargo build --release"
-    (cd "$ROOT" && cargo build --release --quiet)
+if [[ -n ${BENCH_REV:-} ]]; then
+    SHA=$(git -C "$ROOT" rev-parse --verify "$BENCH_REV^{commit}") || die "no revision $BENCH_REV"
+    VERSION="$SHA ($BENCH_REV)"
+    SRC=$WORK/src-${SHA:0:12}
+    if [[ ! -f $SRC/Cargo.toml ]]; then
+        mkdir -p "$SRC"
+        git -C "$ROOT" archive "$SHA" | tar -x -C "$SRC"
+    fi
+    # Reuse the work tree's compiled dependencies: only logagg itself is rebuilt.
+    if [[ ! -d $WORK/target/release && -d $ROOT/target/release ]]; then
+        mkdir -p "$WORK/target"
+        cp -a "$ROOT/target/release" "$WORK/target/" 2>/dev/null || true
+    fi
+    say "cargo build --release of $BENCH_REV (${SHA:0:12})"
+    (cd "$SRC" && CARGO_TARGET_DIR=$WORK/target cargo build --release --quiet)
+    BIN=$WORK/target/release/logagg
+else
+    VERSION="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown) (work tree$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ", src/ modified"))"
+    if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
+        say "cargo build --release"
+        (cd "$ROOT" && cargo build --release --quiet)
+    fi
 fi
 [[ -x $BIN ]] || die "no binary at $BIN"
 
@@ -63,7 +85,20 @@ mkdir -p "$OUT"
 GEN=$BENCH/gen_pm2_logs.py
 GEN_ID="gib=$GIB gen=$(sha256sum "$GEN" | cut -c1-16)"
 MANIFEST=$WORK/logs/manifest.json
-if [[ ! -f $MANIFEST || "$(cat "$WORK/logs/id" 2>/dev/null)" != "$GEN_ID" ]]; then
+# Cached files must still be what was generated (a daemon with rotation on may have
+# renamed or truncated them): same names, same sizes.
+backlog_intact() {
+    [[ -f $MANIFEST && "$(cat "$WORK/logs/id" 2>/dev/null)" == "$GEN_ID" ]] || return 1
+    python3 - "$MANIFEST" "$LOGS" <<'EOF'
+import json, os, sys
+m = json.load(open(sys.argv[1]))
+names = sorted(n for n in os.listdir(sys.argv[2]) if n.endswith(".log"))
+ok = names == sorted(m["files"]) and all(
+    os.path.getsize(os.path.join(sys.argv[2], n)) == f["bytes"] for n, f in m["files"].items())
+sys.exit(0 if ok else 1)
+EOF
+}
+if ! backlog_intact; then
     need_kib=$(python3 -c "print(int($GIB * 1.1 * 1024 * 1024 + 3 * $GIB * 1024 * 1024))")
     free_kib=$(df -Pk "$WORK/.." | awk 'NR == 2 { print $4 }')
     ((free_kib > need_kib)) ||
@@ -147,7 +182,8 @@ measure() {
 }
 
 # calc EXPR: floating-point arithmetic (awk, so no bc is needed).
-calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
+# (The parentheses matter: in awk, `printf ..., a > b` writes to a file named b.)
+calc() { awk "BEGIN { printf \"%.6f\", ($1) }"; }
 
 # ---------------------------------------------------------------------------------------
 # Baselines. `wc -l` also warms the page cache so every tool below reads from memory.
@@ -186,6 +222,19 @@ retention = "36500d"
 [api]
 listen = "127.0.0.1:0"
 EOF
+# Rotation (where the binary has it) would rename and truncate the backlog mid-run: off,
+# and any archive stays under bench/work.
+if "$BIN" --config "$CFG" config check 2>/dev/null | grep -q '^\[rotation\]'; then
+    cat >>"$CFG" <<EOF
+
+[rotation]
+max_size = ""
+max_age = ""
+archive_dir = "$WORK/archive"
+EOF
+fi
+"$BIN" --config "$CFG" config check >"$OUT/config-resolved.toml" 2>&1 ||
+    die "the bench config is refused: $(cat "$OUT/config-resolved.toml")"
 
 say "logagg daemon on the backlog (commit_interval 1s), waiting for total == $N"
 DLOG=$OUT/logagg.log
@@ -295,10 +344,10 @@ fi
 # ---------------------------------------------------------------------------------------
 # Report
 
-python3 - "$ROWS" "$N" "$BYTES" "$OUT" "$index_bytes" "$shutdown_s" >"$OUT/results.md" <<'EOF'
+python3 - "$ROWS" "$N" "$BYTES" "$OUT" "$index_bytes" "$shutdown_s" "$VERSION" >"$OUT/results.md" <<'EOF'
 import json, sys
 rows_path, n, nbytes, out, index_bytes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
-shutdown_s = float(sys.argv[6])
+shutdown_s, version = float(sys.argv[6]), sys.argv[7]
 rows = []
 for line in open(rows_path):
     name, wall, rss, cpu, others, note = line.rstrip("\n").split("|", 5)
@@ -307,6 +356,7 @@ for line in open(rows_path):
 ref = next(r for r in rows if r["tool"] == "logagg")
 order = ["logagg", "lnav", "wc -l", "rg -c error", "gzip -1"]
 rows.sort(key=lambda r: order.index(r["tool"]) if r["tool"] in order else 99)
+print(f"logagg {version}\n")
 print(f"Backlog: {n:,} lines, {nbytes / 1e6:,.0f} MB ({nbytes / 2**30:.2f} GiB); "
       f"logagg index: {index_bytes / 1e6:,.0f} MB.\n")
 print("| tool | wall s | lines/s | MB/s | peak RSS MiB | CPU s | other procs' CPU s | wall vs logagg | RSS vs logagg | what it did |")
@@ -330,7 +380,7 @@ target_lps, target_rss = 200_000, 200
 print(f"\nTargets: {n / ref['wall_s']:,.0f} lines/s vs 200,000 → "
       f"{'met' if n / ref['wall_s'] >= target_lps else 'MISSED'}; peak RSS "
       f"{ref['rss_mib']:.0f} MiB vs 200 MiB → {'met' if ref['rss_mib'] < target_rss else 'MISSED'}.")
-json.dump({"lines": n, "bytes": nbytes, "index_bytes": index_bytes, "shutdown_s": shutdown_s, "rows": rows,
+json.dump({"version": version, "lines": n, "bytes": nbytes, "index_bytes": index_bytes, "shutdown_s": shutdown_s, "rows": rows,
            "commits": {k: v for k, v in c.items() if k != "per_commit"}},
           open(f"{out}/results.json", "w"), indent=1)
 EOF

@@ -583,7 +583,7 @@ const SECTIONS: &[SectionSpec] = &[
         name: "pm2",
         keys: &[KeySpec {
             name: "home",
-            help: "PM2's home directory (empty: $PM2_HOME, else ~/.pm2)",
+            help: "PM2's home directory (empty: $PM2_HOME, else $HOME/.pm2)",
             set: |c, raw, cwd| {
                 let home = string(raw, "\"/home/app/.pm2\"")?;
                 // Empty is resolved at the end of `Config::load`, from the environment.
@@ -1073,8 +1073,11 @@ fn apply_file(
                     return Err(invalid(dotted, problem, value, key_span));
                 };
                 if service.trim().is_empty() {
-                    let problem = String::from("a service name must not be empty").into();
-                    return Err(invalid(dotted, problem, value, key_span));
+                    let problem = Problem {
+                        message: String::from("a service name must not be empty"),
+                        span: key_span,
+                    };
+                    return Err(invalid(dotted, problem, value, None));
                 }
                 let mut keys = Vec::new();
                 for (key, value) in table.iter() {
@@ -1256,6 +1259,24 @@ mod tests {
         assert_eq!(d.index.retention, Duration::from_secs(30 * 86_400));
         assert_eq!(d.index.writer_memory, 64 << 20);
         assert_eq!(d.api.listen, "127.0.0.1:9171");
+        // PM2's fallback when neither PM2_HOME nor HOME is set.
+        assert_eq!(d.pm2.home, PathBuf::from("/etc/.pm2"));
+        assert_eq!(
+            d.rotation,
+            RotationPolicy {
+                max_size: Some(10 << 20),
+                max_age: Some(Duration::from_secs(86_400)),
+                retain: 30,
+                max_archive_age: Some(Duration::from_secs(30 * 86_400)),
+                max_total_size: None,
+                compress: true,
+                compress_level: 6,
+                archive_dir: PathBuf::from("/srv/app/logs/pm2/archive"),
+                method: RotationMethod::Auto,
+            }
+        );
+        assert!(d.services.is_empty());
+        assert_eq!(d.policy_for("api"), &d.rotation);
     }
 
     #[test]
@@ -1459,12 +1480,14 @@ listen = "0.0.0.0:8080"
         assert_eq!(
             error_for("[api]\nlisten = \"127.0.0.1:1\"\n\n[indx]\nretention = \"7d\"\n"),
             "config/logagg.toml:4:2: unknown table \"indx\" \
-             (known top-level keys: data_dir; tables: [sources], [index], [api])"
+             (known top-level keys: data_dir; tables: [sources], [index], [api], [pm2], \
+             [rotation], [services.NAME])"
         );
         assert_eq!(
             error_for("datadir = \"x\"\n"),
             "config/logagg.toml:1:1: unknown key \"datadir\" \
-             (known top-level keys: data_dir; tables: [sources], [index], [api])"
+             (known top-level keys: data_dir; tables: [sources], [index], [api], [pm2], \
+             [rotation], [services.NAME])"
         );
         assert_eq!(
             error_for("[sources]\n[sources.extra]\nx = 1\n"),
@@ -1677,6 +1700,388 @@ listen = "0.0.0.0:8080"
                 ..again
             },
             defaults
+        );
+    }
+
+    const ROTATION_KEY_LIST: &str = "max_size, max_age, retain, max_archive_age, \
+                                     max_total_size, compress, compress_level, archive_dir, method";
+
+    #[test]
+    fn rotation_from_the_file() {
+        let dir = with_default_file(
+            r#"
+[rotation]
+max_size = "1GiB"
+max_age = "12h"
+retain = 0
+max_archive_age = ""
+max_total_size = 1048576
+compress = false
+compress_level = 9
+archive_dir = "/var/log/archive"
+method = "copytruncate"
+"#,
+        );
+        let c = Config::load(&Overrides::default(), &no_env, dir.path()).unwrap();
+        assert_eq!(
+            c.rotation,
+            RotationPolicy {
+                max_size: Some(1 << 30),
+                max_age: Some(Duration::from_secs(12 * 3_600)),
+                retain: 0,
+                max_archive_age: None,
+                max_total_size: Some(1 << 20),
+                compress: false,
+                compress_level: 9,
+                archive_dir: PathBuf::from("/var/log/archive"),
+                method: RotationMethod::CopyTruncate,
+            }
+        );
+        assert!(c.services.is_empty());
+
+        // "" turns the optional limits off; a relative archive_dir is under the cwd.
+        let dir = with_default_file(
+            "[rotation]\nmax_size = \"\"\nmax_age = \"\"\nmax_total_size = \"2GiB\"\n\
+             archive_dir = \"./old\"\nmethod = \"Reload\"\n",
+        );
+        let c = Config::load(&Overrides::default(), &no_env, dir.path()).unwrap();
+        assert_eq!(c.rotation.max_size, None);
+        assert_eq!(c.rotation.max_age, None);
+        assert_eq!(c.rotation.max_total_size, Some(2 << 30));
+        assert_eq!(c.rotation.archive_dir, dir.path().join("old"));
+        assert_eq!(c.rotation.method, RotationMethod::Reload);
+        assert_eq!(
+            c.rotation.max_archive_age,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+    }
+
+    #[test]
+    fn services_inherit_the_final_rotation() {
+        // The service tables come first in the file: they still apply on top of the
+        // [rotation] below them, and of the environment.
+        let dir = with_default_file(
+            r#"
+[services.duck]
+max_size = "50MiB"
+archive_dir = "duck/archive"
+
+[services."my app"]
+method = "collapse"
+retain = 3
+
+[rotation]
+retain = 5
+max_size = "20MiB"
+compress_level = 1
+"#,
+        );
+        let env = env_of(&[("LOGAGG_ROTATION_COMPRESS", "false")]);
+        let c = Config::load(&Overrides::default(), &env, dir.path()).unwrap();
+        let rotation = RotationPolicy {
+            max_size: Some(20 << 20),
+            retain: 5,
+            compress: false,
+            compress_level: 1,
+            ..Config::defaults(dir.path()).rotation
+        };
+        assert_eq!(c.rotation, rotation);
+        assert_eq!(
+            c.services.keys().collect::<Vec<_>>(),
+            vec!["duck", "my app"]
+        );
+        assert_eq!(
+            c.policy_for("duck"),
+            &RotationPolicy {
+                max_size: Some(50 << 20),
+                archive_dir: dir.path().join("duck/archive"),
+                ..rotation.clone()
+            }
+        );
+        assert_eq!(
+            c.policy_for("my app"),
+            &RotationPolicy {
+                method: RotationMethod::Collapse,
+                retain: 3,
+                ..rotation.clone()
+            }
+        );
+        assert_eq!(c.policy_for("cat"), &rotation);
+
+        // Inline and dotted tables too.
+        let c = load_text(
+            "services.duck.retain = 7\nservices.cat = { max_age = \"\" }\n[rotation]\nretain = 2\n",
+        )
+        .unwrap();
+        assert_eq!(c.policy_for("duck").retain, 7);
+        assert_eq!(c.policy_for("cat").retain, 2);
+        assert_eq!(c.policy_for("cat").max_age, None);
+        assert_eq!(c.rotation.max_age, Some(Duration::from_secs(86_400)));
+    }
+
+    #[test]
+    fn env_overrides_rotation() {
+        let dir = with_default_file("[rotation]\nmax_size = \"1MiB\"\nretain = 4\n");
+        let env = env_of(&[
+            ("LOGAGG_ROTATION_MAX_SIZE", "20MiB"),
+            ("LOGAGG_ROTATION_MAX_AGE", "6h"),
+            ("LOGAGG_ROTATION_COMPRESS", "FALSE"),
+            ("LOGAGG_ROTATION_COMPRESS_LEVEL", "0"),
+            ("LOGAGG_ROTATION_ARCHIVE_DIR", "arch"),
+            ("LOGAGG_ROTATION_METHOD", "copytruncate"),
+        ]);
+        let c = Config::load(&Overrides::default(), &env, dir.path()).unwrap();
+        assert_eq!(c.rotation.max_size, Some(20 << 20));
+        assert_eq!(c.rotation.max_age, Some(Duration::from_secs(6 * 3_600)));
+        assert_eq!(c.rotation.retain, 4);
+        assert!(!c.rotation.compress);
+        assert_eq!(c.rotation.compress_level, 0);
+        assert_eq!(c.rotation.archive_dir, dir.path().join("arch"));
+        assert_eq!(c.rotation.method, RotationMethod::CopyTruncate);
+
+        let error = |pairs: &[(&str, &str)]| {
+            Config::load(&Overrides::default(), &env_of(pairs), &cwd())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            error(&[("LOGAGG_ROTATION_RETAIN", "-1")]),
+            "environment variable LOGAGG_ROTATION_RETAIN: \
+             expected a non-negative integer such as 30, found -1"
+        );
+        assert_eq!(
+            error(&[("LOGAGG_ROTATION_RETAIN", "many")]),
+            "environment variable LOGAGG_ROTATION_RETAIN: \
+             expected a non-negative integer such as 30, found \"many\""
+        );
+        assert_eq!(
+            error(&[("LOGAGG_ROTATION_COMPRESS", "yes")]),
+            "environment variable LOGAGG_ROTATION_COMPRESS: expected true or false, found \"yes\""
+        );
+        assert_eq!(
+            error(&[("LOGAGG_ROTATION_COMPRESS_LEVEL", "10")]),
+            "environment variable LOGAGG_ROTATION_COMPRESS_LEVEL: \
+             expected a gzip level from 0 to 9, found 10"
+        );
+    }
+
+    #[test]
+    fn rotation_errors() {
+        assert_eq!(
+            error_for("[rotation]\ncompress_level = 12\n"),
+            "config/logagg.toml:2:18: key \"rotation.compress_level\": \
+             expected a gzip level from 0 to 9, found 12"
+        );
+        assert_eq!(
+            error_for("[rotation]\ncompress_level = -1\n"),
+            "config/logagg.toml:2:18: key \"rotation.compress_level\": \
+             expected a gzip level from 0 to 9, found -1"
+        );
+        assert_eq!(
+            error_for("[rotation]\nmethod = \"rename\"\n"),
+            "config/logagg.toml:2:10: key \"rotation.method\": invalid method \"rename\" \
+             (expected one of: auto, reload, collapse, copytruncate)"
+        );
+        assert_eq!(
+            error_for("[rotation]\nmax_size = \"10 parsecs\"\n"),
+            "config/logagg.toml:2:12: key \"rotation.max_size\": \
+             invalid size \"10 parsecs\" (expected e.g. 512KiB, 10MiB, 1GiB)"
+        );
+        assert_eq!(
+            error_for("[rotation]\nmax_size = 0\n"),
+            "config/logagg.toml:2:12: key \"rotation.max_size\": \
+             must be greater than 0 (\"\" turns it off)"
+        );
+        assert_eq!(
+            error_for("[rotation]\nmax_archive_age = \"0s\"\n"),
+            "config/logagg.toml:2:19: key \"rotation.max_archive_age\": \
+             must be greater than 0 (\"\" turns it off)"
+        );
+        assert_eq!(
+            error_for("[rotation]\nretain = -1\n"),
+            "config/logagg.toml:2:10: key \"rotation.retain\": \
+             expected a non-negative integer such as 30, found -1"
+        );
+        assert_eq!(
+            error_for("[rotation]\nretain = \"30\"\n"),
+            "config/logagg.toml:2:10: key \"rotation.retain\": \
+             expected a non-negative integer such as 30, found string"
+        );
+        assert_eq!(
+            error_for("[rotation]\ncompress = \"yes\"\n"),
+            "config/logagg.toml:2:12: key \"rotation.compress\": \
+             expected true or false, found string"
+        );
+        assert_eq!(
+            error_for("[rotation]\narchive_dir = \"\"\n"),
+            "config/logagg.toml:2:15: key \"rotation.archive_dir\": must not be empty"
+        );
+        assert_eq!(
+            error_for("[rotation]\nmax_sise = \"1MiB\"\n"),
+            format!(
+                "config/logagg.toml:2:1: unknown key \"rotation.max_sise\" \
+                 (known keys in [rotation]: {ROTATION_KEY_LIST})"
+            )
+        );
+        assert_eq!(
+            error_for("[pm2]\nhome = 1\n"),
+            "config/logagg.toml:2:8: key \"pm2.home\": \
+             expected a string such as \"/home/app/.pm2\", found integer"
+        );
+    }
+
+    #[test]
+    fn service_errors() {
+        assert_eq!(
+            error_for("[services.duck]\nmax_size = \"50MiB\"\nretian = 3\n"),
+            format!(
+                "config/logagg.toml:3:1: unknown key \"services.duck.retian\" \
+                 (known keys in [services.duck]: {ROTATION_KEY_LIST})"
+            )
+        );
+        assert_eq!(
+            error_for("[services.duck.extra]\nx = 1\n"),
+            format!(
+                "config/logagg.toml:1:16: unknown table \"services.duck.extra\" \
+                 (known keys in [services.duck]: {ROTATION_KEY_LIST})"
+            )
+        );
+        assert_eq!(
+            error_for("[rotation]\nretain = 2\n\n[services]\nduck = 3\n"),
+            "config/logagg.toml:5:8: key \"services.duck\": \
+             expected a table [services.duck] of [rotation] keys, found integer"
+        );
+        assert_eq!(
+            error_for("services = \"duck\"\n"),
+            "config/logagg.toml:1:12: key \"services\": \
+             expected tables such as [services.api], found string"
+        );
+        assert_eq!(
+            error_for("[services.duck]\ncompress_level = 10\n"),
+            "config/logagg.toml:2:18: key \"services.duck.compress_level\": \
+             expected a gzip level from 0 to 9, found 10"
+        );
+        assert_eq!(
+            error_for("[services.duck]\nmethod = \"move\"\n"),
+            "config/logagg.toml:2:10: key \"services.duck.method\": invalid method \"move\" \
+             (expected one of: auto, reload, collapse, copytruncate)"
+        );
+        assert_eq!(
+            error_for("[services.\"\"]\nretain = 1\n"),
+            "config/logagg.toml:1:11: key \"services.\": a service name must not be empty"
+        );
+    }
+
+    #[test]
+    fn rotation_and_services_env_names() {
+        assert!(Config::check_env_names([
+            "LOGAGG_ROTATION_MAX_SIZE",
+            "LOGAGG_PM2_HOME",
+            "PM2_HOME"
+        ])
+        .is_ok());
+        assert_eq!(
+            Config::check_env_names(["LOGAGG_ROTATION_MAXSIZE"])
+                .unwrap_err()
+                .to_string(),
+            format!(
+                "environment variable LOGAGG_ROTATION_MAXSIZE: unknown key \"rotation.maxsize\" \
+                 (known variables: {})",
+                ROTATION_KEYS
+                    .iter()
+                    .map(|k| format!("LOGAGG_ROTATION_{}", k.name.to_ascii_uppercase()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        );
+        assert_eq!(
+            Config::check_env_names(["PATH", "LOGAGG_SERVICES_DUCK_MAX_SIZE"])
+                .unwrap_err()
+                .to_string(),
+            "environment variable LOGAGG_SERVICES_DUCK_MAX_SIZE: unknown variable: \
+             [services.NAME] keys can only be set in the config file, not from the environment"
+        );
+        assert!(Config::check_env_names(["LOGAGG_PM2_HOM"]).is_err());
+    }
+
+    #[test]
+    fn pm2_home_resolution() {
+        let home = |file: &str, pairs: &[(&str, &str)]| {
+            let dir = with_default_file(file);
+            let c = Config::load(&Overrides::default(), &env_of(pairs), dir.path()).unwrap();
+            (c.pm2.home, dir)
+        };
+        let all = [
+            ("PM2_HOME", "/pm2/home"),
+            ("HOME", "/home/u"),
+            ("LOGAGG_PM2_HOME", "/from/logagg/env"),
+        ];
+        // LOGAGG_PM2_HOME > the key > PM2_HOME > HOME/.pm2 > /etc/.pm2
+        let (h, _) = home("[pm2]\nhome = \"/from/file\"\n", &all);
+        assert_eq!(h, PathBuf::from("/from/logagg/env"));
+        let (h, _) = home("[pm2]\nhome = \"/from/file\"\n", &all[..2]);
+        assert_eq!(h, PathBuf::from("/from/file"));
+        let (h, _) = home("[pm2]\nhome = \"\"\n", &all[..2]);
+        assert_eq!(h, PathBuf::from("/pm2/home"));
+        let (h, _) = home("", &[("PM2_HOME", ""), ("HOME", "/home/u")]);
+        assert_eq!(h, PathBuf::from("/home/u/.pm2"));
+        let (h, _) = home("", &[]);
+        assert_eq!(h, PathBuf::from("/etc/.pm2"));
+        // Relative values are taken from the working directory.
+        let (h, dir) = home("[pm2]\nhome = \"./pm2\"\n", &all[..2]);
+        assert_eq!(h, dir.path().join("pm2"));
+        let (h, dir) = home("", &[("PM2_HOME", "run/pm2")]);
+        assert_eq!(h, dir.path().join("run/pm2"));
+        // The resolved path is what `config check` shows, and reads back the same.
+        let (h, dir) = home("", &[("HOME", "/home/u")]);
+        let text = Config::load(
+            &Overrides::default(),
+            &env_of(&[("HOME", "/home/u")]),
+            dir.path(),
+        )
+        .unwrap()
+        .to_toml();
+        assert!(text.contains("\nhome = \"/home/u/.pm2\""), "{text}");
+        assert_eq!(h, PathBuf::from("/home/u/.pm2"));
+    }
+
+    #[test]
+    fn to_toml_writes_services_that_differ() {
+        let dir = with_default_file(
+            "[rotation]\nretain = 5\nmax_total_size = \"1GiB\"\n\
+             [services.duck]\nmax_size = \"50MiB\"\nretain = 5\n\
+             [services.\"my app\"]\nmax_total_size = \"\"\n\
+             [services.same]\nmethod = \"auto\"\n",
+        );
+        let config = Config::load(&Overrides::default(), &no_env, dir.path()).unwrap();
+        let text = config.to_toml();
+        let services = &text[text.find("\n# [services.NAME]").unwrap()..];
+        assert_eq!(
+            services,
+            "\n# [services.NAME]: only the keys where the service differs from [rotation].\n\
+             [services.duck]\n\
+             max_size = \"50MiB\"  # rotate a live file when it grows past this (\"\" disables)\n\
+             \n\
+             [services.\"my app\"]\n\
+             max_total_size = \"\"  # the archives of one live file together (\"\": no limit)\n\
+             \n\
+             [services.same]\n"
+        );
+        assert!(
+            text.contains("\n[rotation]\nmax_size = \"10MiB\""),
+            "{text}"
+        );
+        assert!(text.contains("\nmax_total_size = \"1GiB\""), "{text}");
+        assert!(text.contains("\nmethod = \"auto\""), "{text}");
+        let again = with_default_file(&text);
+        let again = Config::load(&Overrides::default(), &no_env, again.path()).unwrap();
+        assert_eq!(
+            Config {
+                file: config.file.clone(),
+                ..again
+            },
+            config,
+            "{text}"
         );
     }
 

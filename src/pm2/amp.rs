@@ -623,10 +623,7 @@ mod tests {
         // Our encoder writes JSON as serde_json does and PM2 as JSON.stringify does;
         // for these replies (one key per object, so no key order to differ in) the two
         // agree byte for byte.
-        for name in [
-            "rpc-ping-reply.hex",
-            "rpc-unknown-method-reply.hex",
-        ] {
+        for name in ["rpc-ping-reply.hex", "rpc-unknown-method-reply.hex"] {
             let bytes = fixture(name);
             assert_eq!(encode(&decode_one(&bytes).unwrap()), bytes, "{name}");
         }
@@ -641,7 +638,7 @@ mod tests {
             // Finite floats only (JSON has no NaN or infinity), and short dyadic ones:
             // serde_json's default float parsing is off by one ulp on some 17-digit
             // numbers, and which floats PM2 sends is no concern of the codec.
-            (any::<i32>(), 0..16u32)
+            (-(1i32 << 20)..(1 << 20), 0..8u32)
                 .prop_map(|(m, e)| Value::from(f64::from(m) / f64::from(1u32 << e))),
             ".*".prop_map(Value::from),
         ];

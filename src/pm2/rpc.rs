@@ -197,8 +197,8 @@ impl RpcClient {
                 .next_frame()
                 .map_err(|e| RpcError::Protocol(e.to_string()))?
             {
-                if let Some(reply) = reply_for(frame, id)? {
-                    return reply;
+                if let Some(result) = reply_for(frame, id)? {
+                    return Ok(result);
                 }
             }
             stream.set_read_timeout(Some(remaining(deadline).ok_or_else(timed_out)?))?;
@@ -246,9 +246,8 @@ fn io_error(e: io::Error, timed_out: impl FnOnce() -> RpcError) -> RpcError {
 }
 
 /// Reads one reply frame: `Ok(None)` if it answers another request (a late reply to a
-/// call that timed out), otherwise this call's outcome.
-#[allow(clippy::type_complexity)]
-fn reply_for(frame: Vec<Arg>, id: &str) -> Result<Option<Result<Value, RpcError>>, RpcError> {
+/// call that timed out), otherwise this call's result or PM2's error.
+fn reply_for(frame: Vec<Arg>, id: &str) -> Result<Option<Value>, RpcError> {
     let mut frame = frame.into_iter();
     let (Some(body), Some(reply_id), None) = (frame.next(), frame.next(), frame.next()) else {
         return Err(RpcError::Protocol(
@@ -266,14 +265,13 @@ fn reply_for(frame: Vec<Arg>, id: &str) -> Result<Option<Result<Value, RpcError>
         ));
     };
     if let Some(error) = body.remove("error") {
-        let message = match error {
+        return Err(RpcError::Remote(match error {
             Value::String(s) => s,
             other => other.to_string(),
-        };
-        return Ok(Some(Err(RpcError::Remote(message))));
+        }));
     }
     match body.remove("args") {
-        Some(Value::Array(args)) => Ok(Some(Ok(args.into_iter().next().unwrap_or(Value::Null)))),
+        Some(Value::Array(args)) => Ok(Some(args.into_iter().next().unwrap_or(Value::Null))),
         _ => Err(RpcError::Protocol(
             "a reply has neither `args` nor `error`".into(),
         )),

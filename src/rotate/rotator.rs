@@ -92,6 +92,12 @@ pub fn prepare(config: &Config, resume: &mut [Checkpoint]) -> io::Result<Startup
         for tmp in &found.removed_temps {
             info!(path = %tmp.display(), "removed a half-written archive from an interrupted run");
         }
+        // Compressed, but the crash came before the uncompressed copy was removed: the
+        // .gz only gets its name once complete, so the copy is redundant.
+        for done in &found.superseded {
+            info!(path = %done.display(), "removing an archive that was already compressed");
+            fs::remove_file(done)?;
+        }
         for path in found.uncompressed {
             let Some(name) = path
                 .file_name()

@@ -1,0 +1,5 @@
+//! Integration tests against a real PM2 (the version package.json pins), each in its own
+//! `PM2_HOME`: what logagg's `pm2` modules assume about PM2 is checked here, not trusted.
+
+mod harness;
+mod rpc;
