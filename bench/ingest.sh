@@ -233,6 +233,10 @@ max_age = ""
 archive_dir = "$WORK/archive"
 EOF
 fi
+# Nor should it talk to a PM2 that happens to run on this machine.
+if "$BIN" --config "$CFG" config check 2>/dev/null | grep -q '^\[pm2\]'; then
+    printf '\n[pm2]\nhome = "%s"\n' "$WORK/no-pm2" >>"$CFG"
+fi
 "$BIN" --config "$CFG" config check >"$OUT/config-resolved.toml" 2>&1 ||
     die "the bench config is refused: $(cat "$OUT/config-resolved.toml")"
 

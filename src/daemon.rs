@@ -97,6 +97,7 @@ async fn serve(config: &Config) -> Result<()> {
             max_line_bytes: config.sources.max_line_bytes,
             rescan_interval: config.sources.rescan_interval,
             linger: config.sources.linger,
+            archive_dirs: rotate::rotator::archive_dirs(config),
         },
         resume,
         tx,

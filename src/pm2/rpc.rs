@@ -74,6 +74,11 @@ pub struct Pm2LogFile {
     pub err: Option<PathBuf>,
     /// `pm_log_path`, the combined file: only set when the app has a `log_file`.
     pub combined: Option<PathBuf>,
+    /// `exec_mode` is `cluster_mode`: the worker itself holds its log files open, and
+    /// its `reloadLogs` destroys the old stream with writes in flight (measured: one
+    /// 60-line chunk lost, `ERR_STREAM_DESTROYED`, at 6,000 lines/s), so logagg rotates
+    /// such files without asking PM2.
+    pub cluster: bool,
 }
 
 /// One connection to a PM2 daemon's RPC socket.
@@ -309,6 +314,7 @@ fn log_file_of(process: &Value) -> Result<Pm2LogFile, RpcError> {
         out: path("pm_out_log_path")?,
         err: path("pm_err_log_path")?,
         combined: path("pm_log_path")?,
+        cluster: env.get("exec_mode").and_then(Value::as_str) == Some("cluster_mode"),
     })
 }
 
@@ -554,6 +560,7 @@ mod tests {
                     out: Some("/l/api-out-0.log".into()),
                     err: Some("/l/api-error-0.log".into()),
                     combined: None,
+                    cluster: false,
                 },
                 Pm2LogFile {
                     name: "quiet".into(),
@@ -561,6 +568,7 @@ mod tests {
                     out: None,
                     err: None,
                     combined: Some("/l/quiet.log".into()),
+                    cluster: false,
                 },
             ]
         );

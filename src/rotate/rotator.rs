@@ -140,6 +140,9 @@ pub struct Rotator {
     /// Files whose last rotation failed, and when: not retried before `RETRY_AFTER`.
     failed: std::collections::HashMap<FileKey, Instant>,
     last_sweep: Instant,
+    /// Archives ready to compress go to their own thread, so a big gzip never delays
+    /// the next rotation.
+    compressor: Sender<Pending>,
 }
 
 impl Rotator {
@@ -154,7 +157,12 @@ impl Rotator {
         board: RotationBoard,
         stop: Arc<AtomicBool>,
     ) -> Rotator {
+        let (compressor, jobs) = channel::<Pending>();
+        let _ = std::thread::Builder::new()
+            .name("compress".into())
+            .spawn(move || compress_loop(jobs));
         Rotator {
+            compressor,
             config,
             inbox,
             tail,
@@ -320,7 +328,11 @@ impl Rotator {
             ))
         })?;
         let method = match policy.method {
-            RotationMethod::Auto if self.written_by_pm2(&state.path) => RotationMethod::Reload,
+            // A cluster worker loses writes in flight when told to reopen its files;
+            // collapse needs nothing from the writer and loses nothing.
+            RotationMethod::Auto if self.pm2_writer(&state.path) == Some(Pm2Writer::Fork) => {
+                RotationMethod::Reload
+            }
             RotationMethod::Auto => RotationMethod::Collapse,
             m => m,
         };
@@ -345,20 +357,22 @@ impl Rotator {
             .map_err(RotateError::Failed)
     }
 
-    /// Whether PM2 answers and lists `path` among its apps' log files.
-    fn written_by_pm2(&self, path: &Path) -> bool {
-        let Ok(mut rpc) = RpcClient::connect(&self.config.pm2.home, RPC_TIMEOUT) else {
-            return false;
-        };
-        let Ok(files) = rpc.log_files() else {
-            return false;
-        };
+    /// Which kind of PM2 process writes `path`, when PM2 answers and lists it among its
+    /// apps' log files.
+    fn pm2_writer(&self, path: &Path) -> Option<Pm2Writer> {
+        let mut rpc = RpcClient::connect(&self.config.pm2.home, RPC_TIMEOUT).ok()?;
+        let files = rpc.log_files().ok()?;
         let want = canonical(path);
-        files.iter().any(|f| {
+        let app = files.iter().find(|f| {
             [&f.out, &f.err, &f.combined]
                 .into_iter()
                 .flatten()
                 .any(|p| canonical(p) == want)
+        })?;
+        Some(if app.cluster {
+            Pm2Writer::Cluster
+        } else {
+            Pm2Writer::Fork
         })
     }
 
@@ -526,44 +540,9 @@ impl Rotator {
                 still.push(p);
                 continue;
             }
-            if let Err(e) = self.compress(&p) {
-                warn!(path = %p.path.display(), error = %e, "cannot compress the archive; will try again");
-                still.push(p);
-                continue;
-            }
-            self.retain(&p.policy, &p.stem);
+            let _ = self.compressor.send(p);
         }
         self.pending = still;
-    }
-
-    fn compress(&self, p: &Pending) -> io::Result<()> {
-        if !p.policy.compress {
-            return Ok(());
-        }
-        let len = fs::metadata(&p.path)?.len();
-        let mut gz = p.path.clone().into_os_string();
-        gz.push(".gz");
-        let gz = PathBuf::from(gz);
-        let stats = archive::write_archive(&p.path, 0..len, &gz, Some(p.policy.compress_level))?;
-        fs::remove_file(&p.path)?;
-        debug!(archive = %gz.display(), bytes_in = stats.bytes_in, bytes_out = stats.bytes_out, "compressed");
-        Ok(())
-    }
-
-    fn retain(&self, policy: &RotationPolicy, stem: &str) {
-        let r = Retention {
-            retain: policy.retain,
-            max_age: policy.max_archive_age,
-            max_total_size: policy.max_total_size,
-        };
-        match archive::apply_retention(&policy.archive_dir, stem, &r, Utc::now()) {
-            Ok(deleted) => {
-                for d in deleted {
-                    info!(path = %d.display(), "retention removed an archive");
-                }
-            }
-            Err(e) => warn!(dir = %policy.archive_dir.display(), error = %e, "retention failed"),
-        }
     }
 
     /// Retention by age for every stem in every archive directory, rotations or not.
@@ -581,7 +560,7 @@ impl Rotator {
             for stem in stems {
                 let policy = policy_of_stem(&self.config, &stem).clone();
                 if policy.archive_dir == dir {
-                    self.retain(&policy, &stem);
+                    retain(&policy, &stem);
                 }
             }
         }
@@ -618,6 +597,14 @@ impl Rotator {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pm2Writer {
+    /// The PM2 daemon writes the file and reopens it cleanly on `reloadLogs`.
+    Fork,
+    /// A cluster worker writes it.
+    Cluster,
+}
+
 enum RotateError {
     /// Not possible yet, without anything being wrong: tried again on the next signal.
     NotYet(String),
@@ -630,6 +617,53 @@ enum CollapseError {
     /// Too little of the file is in the index yet; a later try will do.
     NotYet(String),
     Failed(String),
+}
+
+/// Compresses archives as they come, then applies retention to their live file's
+/// archives. A failure is retried a few times, then left to the next start's recovery.
+fn compress_loop(jobs: Receiver<Pending>) {
+    for p in jobs {
+        let mut tries = 0;
+        while let Err(e) = compress(&p) {
+            tries += 1;
+            warn!(path = %p.path.display(), error = %e, tries, "cannot compress the archive");
+            if tries >= 3 {
+                break;
+            }
+            std::thread::sleep(RETRY_AFTER);
+        }
+        retain(&p.policy, &p.stem);
+    }
+}
+
+fn compress(p: &Pending) -> io::Result<()> {
+    if !p.policy.compress {
+        return Ok(());
+    }
+    let len = fs::metadata(&p.path)?.len();
+    let mut gz = p.path.clone().into_os_string();
+    gz.push(".gz");
+    let gz = PathBuf::from(gz);
+    let stats = archive::write_archive(&p.path, 0..len, &gz, Some(p.policy.compress_level))?;
+    fs::remove_file(&p.path)?;
+    debug!(archive = %gz.display(), bytes_in = stats.bytes_in, bytes_out = stats.bytes_out, "compressed");
+    Ok(())
+}
+
+fn retain(policy: &RotationPolicy, stem: &str) {
+    let r = Retention {
+        retain: policy.retain,
+        max_age: policy.max_archive_age,
+        max_total_size: policy.max_total_size,
+    };
+    match archive::apply_retention(&policy.archive_dir, stem, &r, Utc::now()) {
+        Ok(deleted) => {
+            for d in deleted {
+                info!(path = %d.display(), "retention removed an archive");
+            }
+        }
+        Err(e) => warn!(dir = %policy.archive_dir.display(), error = %e, "retention failed"),
+    }
 }
 
 /// Every archive directory the configuration can send archives to.

@@ -113,6 +113,9 @@ pub struct TailerOptions {
     pub max_line_bytes: u64,
     pub rescan_interval: Duration,
     pub linger: Duration,
+    /// Where rotated files go: a checkpoint whose path no longer leads to its file is
+    /// looked for there (the daemon may have died between a rename and its commit).
+    pub archive_dirs: Vec<PathBuf>,
 }
 
 pub struct Tailer {
@@ -332,20 +335,49 @@ impl Tailer {
     /// the same file, it is read to its end. The rest leave the index's state.
     fn resume_moved(&mut self) {
         let left: Vec<Checkpoint> = self.resume.drain().map(|(_, cp)| cp).collect();
+        if left.is_empty() {
+            return;
+        }
+        let archived = self.files_in_archive_dirs();
         for cp in left {
-            let path = PathBuf::from(&cp.path);
-            match FileReader::open(&path, Some(&cp), self.opts.max_line_bytes) {
-                Ok(mut reader) if reader.resumed && reader.key == cp.key => {
-                    info!(path = %path.display(), offset = cp.offset, "finishing a file moved out of the globs");
+            let mut candidates = vec![PathBuf::from(&cp.path)];
+            candidates.extend(archived.get(&cp.key).cloned());
+            let found = candidates.iter().find_map(|path| {
+                FileReader::open(path, Some(&cp), self.opts.max_line_bytes)
+                    .ok()
+                    .filter(|r| r.resumed && r.key == cp.key)
+            });
+            match found {
+                Some(mut reader) => {
+                    info!(path = %reader.path.display(), offset = cp.offset, "finishing a file moved out of the globs");
                     reader.gone_since = Some(Instant::now());
                     let key = reader.key;
                     self.files.insert(key, reader);
                     self.touched.insert(key);
                     self.publish(key);
                 }
-                _ => self.batch.dropped.push(cp.key),
+                None => self.batch.dropped.push(cp.key),
             }
         }
+    }
+
+    /// Uncompressed files in the archive directories, by identity.
+    fn files_in_archive_dirs(&self) -> HashMap<FileKey, PathBuf> {
+        let mut found = HashMap::new();
+        for dir in &self.opts.archive_dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let path = e.path();
+                if path.extension().is_some_and(|x| x == "log") {
+                    if let Ok(meta) = std::fs::metadata(&path) {
+                        found.insert(FileKey::of(&meta), path);
+                    }
+                }
+            }
+        }
+        found
     }
 
     /// Updates the shared view of one file (or removes it when no longer followed).

@@ -2,8 +2,7 @@
 //! (and through crashes), age limits, retention, neighbouring names, and an archive
 //! directory that cannot be written.
 
-use std::collections::HashSet;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,94 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{append, Daemon, Project};
-
-/// The archives of `stem` in `dir`, in name order (which is time order).
-pub fn archives(dir: &Path, stem: &str) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    found.retain(|p| {
-        let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        name.starts_with(&format!("{stem}.2"))
-            && (name.ends_with(".log.gz") || name.ends_with(".log"))
-    });
-    found.sort();
-    found
-}
-
-/// The bytes of an archive, decompressed when it is gzip.
-pub fn archive_bytes(path: &Path) -> Vec<u8> {
-    let raw = std::fs::read(path).unwrap();
-    if path.extension().is_some_and(|e| e == "gz") {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .unwrap_or_else(|e| panic!("{} is not valid gzip: {e}", path.display()));
-        out
-    } else {
-        raw
-    }
-}
-
-/// Archives in name order, then the live file: everything the writer wrote, once.
-pub fn archives_then_live(archive_dir: &Path, stem: &str, live: &Path) -> Vec<u8> {
-    let mut all = Vec::new();
-    for a in archives(archive_dir, stem) {
-        all.extend(archive_bytes(&a));
-    }
-    all.extend(std::fs::read(live).unwrap_or_default());
-    all
-}
-
-/// Asserts that `text` is exactly the lines `line(0..n)`, reporting the first gap.
-pub fn assert_exact_sequence(text: &[u8], n: u64, line: impl Fn(u64) -> String) {
-    let text = String::from_utf8_lossy(text);
-    let mut expected = 0u64;
-    for got in text.lines() {
-        assert_eq!(
-            got,
-            line(expected),
-            "line {expected} differs (gap, duplicate or damage)"
-        );
-        expected += 1;
-    }
-    assert_eq!(expected, n, "expected {n} lines in archives + live file");
-}
-
-/// Every record of the index, oldest first, through the cursor.
-pub fn all_messages(d: &Daemon) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut q = vec![("order", "asc"), ("limit", "10000")];
-        if let Some(c) = &cursor {
-            q.push(("cursor", c));
-        }
-        let body = d.search(&q);
-        let hits = body["hits"].as_array().unwrap();
-        out.extend(
-            hits.iter()
-                .map(|h| h["message"].as_str().unwrap().to_string()),
-        );
-        match body["next"].as_str() {
-            Some(n) if !hits.is_empty() => cursor = Some(n.to_string()),
-            _ => return out,
-        }
-    }
-}
-
-/// Asserts that the index holds each of `line(0..n)` once and nothing else.
-pub fn assert_indexed_once(d: &Daemon, n: u64, line: impl Fn(u64) -> String) {
-    d.wait_total(&[("limit", "1")], n, 120);
-    let got = all_messages(d);
-    assert_eq!(got.len() as u64, n);
-    let set: HashSet<&String> = got.iter().collect();
-    assert_eq!(set.len() as u64, n, "some line is indexed twice");
-    for i in 0..n {
-        assert!(set.contains(&line(i)), "line {i} is not in the index");
-    }
-}
+use crate::harness::{
+    append, archive_bytes, archives, archives_then_live, assert_exact_sequence,
+    assert_indexed_once, Daemon, Project,
+};
 
 fn status(d: &Daemon) -> Value {
     let (code, body) = d.get("/api/status", &[]);

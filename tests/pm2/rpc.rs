@@ -64,6 +64,7 @@ fn log_files_of_fork_apps() {
                 out: Some(pm2.log("web-out.log")),
                 err: Some(pm2.log("web-error.log")),
                 combined: None,
+                cluster: false,
             },
             Pm2LogFile {
                 name: "my_app.v2".into(),
@@ -71,6 +72,7 @@ fn log_files_of_fork_apps() {
                 out: Some(pm2.log("my-app.v2-out.log")),
                 err: Some(pm2.log("my-app.v2-error.log")),
                 combined: None,
+                cluster: false,
             },
             Pm2LogFile {
                 name: "quiet".into(),
@@ -78,6 +80,7 @@ fn log_files_of_fork_apps() {
                 out: Some(custom.join("quiet.out.log")),
                 err: None,
                 combined: Some(custom.join("all.log")),
+                cluster: false,
             },
         ]
     );
@@ -106,6 +109,7 @@ fn log_files_of_cluster_apps() {
         out: Some(out),
         err: Some(err),
         combined: None,
+        cluster: true,
     };
     assert_eq!(
         client.log_files().unwrap(),

@@ -1,0 +1,198 @@
+//! Rotation beside a real PM2: apps writing numbered lines at 6,000 lines a second are
+//! rotated by `reloadLogs` at least twenty times; the archives, read in name order and
+//! followed by the live file, hold every line exactly once, and so does the index, also
+//! when the daemon is killed with -9 while it rotates and compresses.
+
+use std::time::Duration;
+
+use crate::daemon_harness::{
+    all_messages, archives, archives_then_live, assert_exact_sequence, assert_indexed_once, Daemon,
+    Project,
+};
+use crate::harness::{wait_until, AppSpec, Pm2};
+
+/// Lines per process.
+const N: u64 = 60_000;
+
+/// Writes `seq=0000000` .. `seq=N-1` (prefixed by its pm_id in cluster mode), 60 lines
+/// every 10 ms, then exits.
+const SEQ_APP: &str = r#"
+const n = Number(process.env.SEQ_LINES || 60000);
+const tag = process.env.SEQ_TAG === 'id' ? `i${process.env.pm_id} ` : '';
+let seq = 0;
+const t = setInterval(() => {
+  let buf = '';
+  for (let i = 0; i < 60 && seq < n; i++, seq++) {
+    buf += `${tag}seq=${String(seq).padStart(7, '0')}\n`;
+  }
+  process.stdout.write(buf);
+  if (seq >= n) { clearInterval(t); setTimeout(() => process.exit(0), 500); }
+}, 10);
+"#;
+
+fn fork_line(i: u64) -> String {
+    format!("seq={i:07}")
+}
+
+/// Logagg configured to rotate PM2's files at 16 KiB (the 720 KB each app writes make
+/// at least 40 rotations), keeping every archive.
+fn project() -> Project {
+    Project::new(
+        "[rotation]\nmax_size = \"16KiB\"\nmax_age = \"\"\nretain = 0\nmax_archive_age = \"\"",
+    )
+}
+
+fn start_daemon(p: &Project, pm2: &Pm2) -> Daemon {
+    p.start_with_env(&[("LOGAGG_PM2_HOME", pm2.home().to_str().unwrap())])
+}
+
+fn wait_app_stopped(pm2: &Pm2, name: &str) {
+    let done = wait_until(Duration::from_secs(60), || {
+        let out = pm2.pm2_ok(&["jlist"]);
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        list.as_array().is_some_and(|apps| {
+            apps.iter()
+                .filter(|a| a["name"] == name)
+                .all(|a| a["pm2_env"]["status"] == "stopped")
+        })
+    });
+    assert!(done, "{name} did not finish writing in 60s");
+}
+
+fn run_fork(kills: usize) {
+    let p = project();
+    let mut pm2 = Pm2::start();
+    let mut d = start_daemon(&p, &pm2);
+    let live = p.log("seq-out.log");
+    let spec = AppSpec {
+        out_file: Some(live.clone()),
+        error_file: Some(p.log("seq-error.log")),
+        ..AppSpec::fork("seq")
+    };
+    pm2.start_app(&spec, SEQ_APP);
+    for _ in 0..kills {
+        std::thread::sleep(Duration::from_millis(2500));
+        d.kill9();
+        d = start_daemon(&p, &pm2);
+    }
+    wait_app_stopped(&pm2, "seq");
+    assert_indexed_once(&d, N, fork_line);
+    let archive_dir = p.path().join("logs/pm2/archive");
+    // The last archive is compressed once its file is quiet and committed.
+    wait_until(Duration::from_secs(20), || {
+        archives(&archive_dir, "seq-out")
+            .iter()
+            .all(|a| a.to_string_lossy().ends_with(".gz"))
+    });
+    let rotated = archives(&archive_dir, "seq-out");
+    assert!(
+        rotated.len() >= 20,
+        "only {} rotations; daemon log:\n{}",
+        rotated.len(),
+        tail(&d.stderr())
+    );
+    for a in &rotated {
+        assert!(
+            a.to_string_lossy().ends_with(".log.gz"),
+            "{a:?} not compressed"
+        );
+    }
+    assert_exact_sequence(
+        &archives_then_live(&archive_dir, "seq-out", &live),
+        N,
+        fork_line,
+    );
+    let (_, status) = d.get("/api/status", &[]);
+    let file = status["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == live.to_str().unwrap())
+        .unwrap_or_else(|| panic!("{status:#}"));
+    assert_eq!(file["last_method"], "reload", "{status:#}");
+    assert_eq!(file["copytruncate_lost_bytes"], 0);
+    pm2.kill();
+}
+
+#[test]
+fn a_fork_app_at_6000_lines_a_second_is_rotated_by_reload_without_losing_a_line() {
+    run_fork(0);
+}
+
+#[test]
+fn kill_9_while_rotating_and_compressing_loses_and_doubles_nothing() {
+    run_fork(3);
+}
+
+/// Cluster workers hold their own log files, and PM2 7.0.4's `reloadLogs` makes them
+/// destroy the old stream with writes in flight (`ERR_STREAM_DESTROYED`, a chunk lost).
+/// So `auto` rotates a cluster app's files by collapse, which needs nothing from PM2.
+#[test]
+fn every_instance_of_a_cluster_app_is_rotated() {
+    let p = project();
+    let mut pm2 = Pm2::start();
+    let d = start_daemon(&p, &pm2);
+    let spec = AppSpec {
+        out_file: Some(p.log("cl-out.log")),
+        error_file: Some(p.log("cl-error.log")),
+        ..AppSpec::cluster("cl", 2)
+    };
+    // The tag tells the instances' lines apart in the index.
+    pm2.start_app(&spec, &format!("process.env.SEQ_TAG = 'id';\n{SEQ_APP}"));
+    wait_app_stopped(&pm2, "cl");
+    let archive_dir = p.path().join("logs/pm2/archive");
+    d.wait_total(&[("limit", "1")], 2 * N, 120);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, status) = d.get("/api/status", &[]);
+    for id in 0..2u64 {
+        // Nothing went wrong in the app: no error output at all.
+        let err_stem = format!("cl-error-{id}");
+        let errors =
+            archives_then_live(&archive_dir, &err_stem, &p.log(&format!("{err_stem}.log")));
+        assert_eq!(
+            String::from_utf8_lossy(&errors),
+            "",
+            "instance {id} wrote errors"
+        );
+        let stem = format!("cl-out-{id}");
+        let live = p.log(&format!("{stem}.log"));
+        let rotated = archives(&archive_dir, &stem);
+        assert!(
+            rotated.len() >= 20,
+            "{stem}: only {} rotations",
+            rotated.len()
+        );
+        assert_exact_sequence(&archives_then_live(&archive_dir, &stem, &live), N, |i| {
+            format!("i{id} seq={i:07}")
+        });
+        let file = status["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == live.to_str().unwrap())
+            .unwrap_or_else(|| panic!("{status:#}"));
+        assert_eq!(file["last_method"], "collapse", "{status:#}");
+    }
+    // The index: both instances' lines, each once.
+    let mut got = all_messages(&d);
+    got.sort();
+    let mut want: Vec<String> = (0..2u64)
+        .flat_map(|id| (0..N).map(move |i| format!("i{id} seq={i:07}")))
+        .collect();
+    want.sort();
+    assert!(
+        got == want,
+        "the index does not hold each line exactly once ({} lines)",
+        got.len()
+    );
+    pm2.kill();
+}
+
+/// The end of a daemon's log, for failure messages.
+fn tail(log: &str) -> String {
+    if let Ok(keep) = std::env::var("LOGAGG_TEST_KEEP_LOG") {
+        let _ = std::fs::write(keep, log);
+    }
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
