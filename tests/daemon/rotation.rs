@@ -15,6 +15,23 @@ use crate::harness::{
     assert_indexed_once, Daemon, Project,
 };
 
+/// Retention runs after each archive is finished, on the compression thread: waits
+/// (at most 10 s) for `stem` to have exactly `n` archives, and returns them.
+fn wait_for_archives(dir: &Path, stem: &str, n: usize) -> Vec<PathBuf> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = archives(dir, stem);
+        if found.len() == n {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{stem}: expected {n} archives, found {found:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn status(d: &Daemon) -> Value {
     let (code, body) = d.get("/api/status", &[]);
     assert_eq!(code, 200, "{body}");
@@ -219,9 +236,8 @@ fn retention_keeps_the_newest_archives_of_exactly_each_file() {
     std::thread::sleep(Duration::from_millis(1500));
     for f in files {
         let stem = f.trim_end_matches(".log");
-        let kept = archives(&archive_dir, stem);
         // Only this stem's archives (`api-out.` never counts `api-gw-out.`).
-        assert_eq!(kept.len(), 2, "{stem}: {kept:?}");
+        let kept = wait_for_archives(&archive_dir, stem, 2);
         let text: Vec<String> = kept
             .iter()
             .map(|a| String::from_utf8(archive_bytes(a)).unwrap())
@@ -258,15 +274,14 @@ fn retention_by_total_size_and_by_age() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // 4 archives of 100 bytes, at most 250 bytes kept: the 2 newest.
-    assert_eq!(archives(&archive_dir, "big-out").len(), 2);
+    wait_for_archives(&archive_dir, "big-out", 2);
     // `old` keeps archives one second; the next rotation's retention removes the rest.
     std::thread::sleep(Duration::from_millis(1500));
     append(&p.log("old-out.log"), "old 4\n");
     d.wait_total(&[], 9, 20);
     let (code, body) = post(&d, "/api/rotate?service=old");
     assert_eq!(code, 200, "{body}");
-    let kept = archives(&archive_dir, "old-out");
-    assert_eq!(kept.len(), 1, "{kept:?}");
+    let kept = wait_for_archives(&archive_dir, "old-out", 1);
     assert_eq!(std::fs::read_to_string(&kept[0]).unwrap(), "old 4\n");
 }
 
