@@ -427,3 +427,85 @@ impl Drop for ReadOnly {
         }
     }
 }
+
+#[test]
+fn a_full_disk_fails_the_rotation_keeps_everything_and_a_later_try_succeeds() {
+    let p = Project::new(
+        "[rotation]\nmax_size = \"\"\nmax_age = \"\"\nmethod = \"collapse\"\ncompress = false",
+    );
+    let archive_dir = p.path().join("logs/pm2/archive");
+    // A 64 KiB file system for the archives, smaller than the file to rotate.
+    let _mount = SmallFs::mount(&archive_dir, "64k");
+    let live = p.log("full-out.log");
+    let mut text = String::new();
+    for i in 0..4000 {
+        text.push_str(&format!(
+            "disk full test line {i:05} padded to about fifty bytes\n"
+        ));
+    }
+    append(&live, &text);
+    let d = p.start();
+    d.wait_total(&[], 4000, 20);
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, body) = post(&d, "/api/rotate");
+    assert_eq!(code, 200, "{body}");
+    let error = body["rotated"][0]["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body:#}"));
+    assert!(error.contains("No space left on device"), "{error}");
+    // Nothing lost, nothing half-written left in the archive directory.
+    assert_eq!(std::fs::read_to_string(&live).unwrap(), text);
+    assert_eq!(std::fs::read_dir(&archive_dir).unwrap().count(), 0);
+    assert_eq!(d.search(&[])["total"], 4000);
+    let s = status(&d);
+    assert!(file_status(&s, &live)["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("No space left on device"));
+    // Room again: the next try goes through.
+    SmallFs::resize(&archive_dir, "4m");
+    let (code, body) = post(&d, "/api/rotate");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["rotated"][0]["method"], "collapse", "{body:#}");
+    let all = archives_then_live(&archive_dir, "full-out", &live);
+    assert_eq!(String::from_utf8(all).unwrap(), text);
+    assert_eq!(d.search(&[])["total"], 4000);
+}
+
+/// A small tmpfs mounted for one test (needs root, as CI runs), unmounted on drop.
+struct SmallFs(PathBuf);
+
+impl SmallFs {
+    fn mount(dir: &Path, size: &str) -> SmallFs {
+        std::fs::create_dir_all(dir).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("cannot run mount");
+        assert!(
+            st.success(),
+            "mounting a {size} tmpfs on {} failed: this test fills a real file system and needs root",
+            dir.display()
+        );
+        SmallFs(dir.to_path_buf())
+    }
+
+    fn resize(dir: &Path, size: &str) {
+        let st = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "remount of {} failed", dir.display());
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
