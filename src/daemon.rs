@@ -112,6 +112,7 @@ async fn serve(config: &Config) -> Result<()> {
     let tail_thread = std::thread::Builder::new()
         .name("tail".into())
         .spawn(move || tailer.run())?;
+    let stop_tailer = inbox_tx.clone();
     let rotator = Rotator::new(
         config.clone(),
         startup,
@@ -150,6 +151,7 @@ async fn serve(config: &Config) -> Result<()> {
 
     info!("stopping: finishing reads and committing");
     stop.store(true, Ordering::Relaxed);
+    let _ = stop_tailer.send(TailMsg::Stop);
     let joined = tokio::task::spawn_blocking(move || {
         let _ = tail_thread.join();
         let _ = index_thread.join();

@@ -45,6 +45,8 @@ const GONE_POLL: Duration = Duration::from_millis(200);
 pub enum TailMsg {
     Fs(notify::Result<notify::Event>),
     Command(TailCommand),
+    /// Wakes the loop so it sees the stop flag at once.
+    Stop,
 }
 
 pub enum TailCommand {
@@ -197,8 +199,7 @@ impl Tailer {
             if lingering {
                 wait = wait.min(GONE_POLL);
             }
-            // Wake at least every 500 ms to notice the stop flag.
-            wait = wait.min(Duration::from_millis(500));
+            // No periodic wake-up beyond the rescan: the daemon sends `Stop` to end it.
             let (dirty, structural) = self.collect_events(wait);
             if self.stop.load(Ordering::Relaxed) {
                 break;
@@ -240,6 +241,7 @@ impl Tailer {
         let mut commands = Vec::new();
         let mut handle = |msg: TailMsg| match msg {
             TailMsg::Command(c) => commands.push(c),
+            TailMsg::Stop => {}
             TailMsg::Fs(ev) => match ev {
                 Ok(ev) => {
                     let is_data = matches!(
