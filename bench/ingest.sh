@@ -292,6 +292,13 @@ while :; do
     kill -0 "$DPID" 2>/dev/null || die "the daemon exited: $(tail -3 "$DLOG")"
     t=$(now)
     done_lines=$(committed)
+    if ((done_lines == 0 && i == 40)) && [[ $POLL == 0 ]]; then
+        # 10 s without a commit line: the log format or LOGAGG_LOG is not what this
+        # script reads; fall back to watching the API (and its cost).
+        say "warning: no 'committed records=' lines in the daemon's log; polling the API every 2 s"
+        POLL=2
+        next_poll=$t
+    fi
     polled=""
     if ((done_lines >= N)) || { [[ $POLL != 0 ]] && (($(calc "$t >= $next_poll" | cut -d. -f1))); }; then
         api_total
@@ -372,6 +379,14 @@ for r in rows:
     print(f"| {r['tool']} | {w:.2f} | {n / w:,.0f} | {nbytes / 1e6 / w:,.1f} | "
           f"{r['rss_mib']:,.1f} | {r['cpu_s']:.1f} | {r['others_cpu_s']:.1f} | {w / ref['wall_s']:.2f}x | "
           f"{r['rss_mib'] / ref['rss_mib']:.2f}x | {r['note']} |")
+import os
+cores = os.cpu_count() or 1
+for r in rows:
+    # Other processes' share of what this machine could do during the measurement.
+    share = r["others_cpu_s"] / (cores * r["wall_s"])
+    if share > 0.10 and r["wall_s"] > 1:
+        print(f"\nWARNING: other processes used {share:.0%} of the machine while {r['tool']} "
+              f"ran; its figures are skewed (run again on an idle machine).")
 c = json.load(open(f"{out}/commits.json"))
 if c.get("steady_median_lps"):
     print(f"\nlogagg per one-second commit (steady state, {c['steady_commits']} commits): "

@@ -85,6 +85,9 @@ pub struct Pm2Config {
     /// PM2's home (`pub.sock`, `rpc.sock`, `logs/`); absolute. The `pm2.home` key, else
     /// `$PM2_HOME`, else `$HOME/.pm2`, else `/etc/.pm2` (PM2's own fallback).
     pub home: PathBuf,
+    /// Listen to PM2's event bus (`pub.sock`) and put restart and crash markers in the
+    /// timeline.
+    pub bus: bool,
 }
 
 /// When and how live log files are rotated, and which archives are kept.
@@ -234,6 +237,7 @@ impl Config {
             },
             pm2: Pm2Config {
                 home: pm2_home_from_env(&|_| None, cwd),
+                bus: true,
             },
             rotation: RotationPolicy {
                 max_size: Some(10 * MIB),
@@ -581,20 +585,31 @@ const SECTIONS: &[SectionSpec] = &[
     },
     SectionSpec {
         name: "pm2",
-        keys: &[KeySpec {
-            name: "home",
-            help: "PM2's home directory (empty: $PM2_HOME, else $HOME/.pm2)",
-            set: |c, raw, cwd| {
-                let home = string(raw, "\"/home/app/.pm2\"")?;
-                // Empty is resolved at the end of `Config::load`, from the environment.
-                c.pm2.home = match home.trim().is_empty() {
-                    true => PathBuf::new(),
-                    false => resolve_path(cwd, Path::new(home)),
-                };
-                Ok(())
+        keys: &[
+            KeySpec {
+                name: "home",
+                help: "PM2's home directory (empty: $PM2_HOME, else $HOME/.pm2)",
+                set: |c, raw, cwd| {
+                    let home = string(raw, "\"/home/app/.pm2\"")?;
+                    // Empty is resolved at the end of `Config::load`, from the environment.
+                    c.pm2.home = match home.trim().is_empty() {
+                        true => PathBuf::new(),
+                        false => resolve_path(cwd, Path::new(home)),
+                    };
+                    Ok(())
+                },
+                get: |c| Value::from(c.pm2.home.to_string_lossy().as_ref()),
             },
-            get: |c| Value::from(c.pm2.home.to_string_lossy().as_ref()),
-        }],
+            KeySpec {
+                name: "bus",
+                help: "put PM2's restart, crash and stop events in the timeline (from pub.sock)",
+                set: |c, raw, _| {
+                    c.pm2.bus = boolean(raw)?;
+                    Ok(())
+                },
+                get: |c| Value::from(c.pm2.bus),
+            },
+        ],
     },
     SectionSpec {
         name: "rotation",

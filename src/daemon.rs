@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::index::{IndexError, Indexer, IndexerOptions, Timeline};
+use crate::pm2;
 use crate::rotate::{self, RotateMsg, RotationBoard, Rotator};
 use crate::tail::{Followed, GrowthHook, TailMsg, Tailer, TailerLinks, TailerOptions};
 
@@ -78,6 +79,18 @@ async fn serve(config: &Config) -> Result<()> {
     let index_thread = std::thread::Builder::new()
         .name("index".into())
         .spawn(move || indexer.run(rx))?;
+
+    let bus_thread = match config.pm2.bus {
+        true => {
+            let (home, tx, stop) = (config.pm2.home.clone(), tx.clone(), stop.clone());
+            Some(
+                std::thread::Builder::new()
+                    .name("pm2-bus".into())
+                    .spawn(move || pm2::bus::run(&home, tx, stop))?,
+            )
+        }
+        false => None,
+    };
 
     let followed = Followed::default();
     let board = RotationBoard::default();
@@ -156,6 +169,9 @@ async fn serve(config: &Config) -> Result<()> {
         let _ = tail_thread.join();
         let _ = index_thread.join();
         let _ = rotate_thread.join();
+        if let Some(bus) = bus_thread {
+            let _ = bus.join();
+        }
     });
     if tokio::time::timeout(Duration::from_millis(1800), joined)
         .await

@@ -121,6 +121,20 @@ impl TsSource {
     }
 }
 
+/// What a marker says beyond its message, as separate fields so they can be filtered
+/// and shown without parsing the text.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MarkerInfo {
+    /// logagg's name for what happened: `crash`, `restart`, `stop`, `start`, `reload`,
+    /// `online`, `overlimit`, `pm2-kill`, `pm2-lost`.
+    pub event: String,
+    pub exit_code: Option<i64>,
+    /// PM2's `restart_time` for the process after the event.
+    pub restart_count: Option<u64>,
+    /// Someone asked for it (`pm2 restart`, `stop`, `reload`, `start`); a crash is not.
+    pub manual: Option<bool>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
     pub ts: DateTime<Utc>,
@@ -140,4 +154,6 @@ pub struct Record {
     pub sub: u32,
     /// This record is one piece of a line longer than `sources.max_line_bytes`.
     pub split: bool,
+    /// The structured side of a [`Kind::Marker`]; `None` for lines.
+    pub marker: Option<MarkerInfo>,
 }

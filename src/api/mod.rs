@@ -2,6 +2,7 @@
 //! one [`ApiError`] that every handler returns, mapped to a status and `{"error": ...}`.
 
 mod error;
+mod events;
 mod params;
 mod rotation;
 mod search;
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/search", get(search::search))
+        .route("/api/events", get(events::events))
         .route("/api/status", get(rotation::status))
         .route("/api/rotate", post(rotation::rotate))
         .fallback(not_found)

@@ -30,6 +30,11 @@ pub struct Fields {
     pub offset: Field,
     pub sub: Field,
     pub split: Field,
+    /// Marker fields (PM2 bus events); absent on lines.
+    pub event: Field,
+    pub exit_code: Field,
+    pub restart_count: Field,
+    pub manual: Field,
 }
 
 pub fn build() -> (Schema, Fields) {
@@ -58,6 +63,10 @@ pub fn build() -> (Schema, Fields) {
         offset: b.add_u64_field(OFFSET, FAST | STORED),
         sub: b.add_u64_field(SUB, FAST | STORED),
         split: b.add_bool_field("split", STORED),
+        event: b.add_text_field("event", STRING | STORED),
+        exit_code: b.add_i64_field("exit_code", STORED),
+        restart_count: b.add_u64_field("restart_count", STORED),
+        manual: b.add_bool_field("manual", STORED),
     };
     (b.build(), fields)
 }

@@ -84,6 +84,15 @@ pub struct Hit {
     pub file: String,
     pub offset: u64,
     pub split: bool,
+    /// Marker fields: only on markers from PM2's bus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual: Option<bool>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -353,5 +362,12 @@ fn to_hit(f: &Fields, doc: &TantivyDocument) -> Hit {
             .get_first(f.split)
             .and_then(|v| v.as_bool())
             .unwrap_or(false),
+        event: doc
+            .get_first(f.event)
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        exit_code: doc.get_first(f.exit_code).and_then(|v| v.as_i64()),
+        restart_count: u64_of(f.restart_count),
+        manual: doc.get_first(f.manual).and_then(|v| v.as_bool()),
     }
 }

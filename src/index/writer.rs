@@ -255,6 +255,18 @@ pub fn to_document(f: &Fields, rec: &Record) -> TantivyDocument {
     doc.add_u64(f.offset, rec.offset);
     doc.add_u64(f.sub, u64::from(rec.sub));
     doc.add_bool(f.split, rec.split);
+    if let Some(m) = &rec.marker {
+        doc.add_text(f.event, &m.event);
+        if let Some(code) = m.exit_code {
+            doc.add_i64(f.exit_code, code);
+        }
+        if let Some(n) = m.restart_count {
+            doc.add_u64(f.restart_count, n);
+        }
+        if let Some(manual) = m.manual {
+            doc.add_bool(f.manual, manual);
+        }
+    }
     doc
 }
 
@@ -283,6 +295,7 @@ mod tests {
             offset,
             sub: 0,
             split: false,
+            marker: None,
         }
     }
 

@@ -302,6 +302,7 @@ impl FileReader {
             offset: self.base + piece.offset,
             sub,
             split: piece.split,
+            marker: None,
         }
     }
 }

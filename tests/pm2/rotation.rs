@@ -43,7 +43,11 @@ fn project() -> Project {
 }
 
 fn start_daemon(p: &Project, pm2: &Pm2) -> Daemon {
-    p.start_with_env(&[("LOGAGG_PM2_HOME", pm2.home().to_str().unwrap())])
+    // These tests count every record; the bus's start/stop markers would add some.
+    p.start_with_env(&[
+        ("LOGAGG_PM2_HOME", pm2.home().to_str().unwrap()),
+        ("LOGAGG_PM2_BUS", "false"),
+    ])
 }
 
 fn wait_app_stopped(pm2: &Pm2, name: &str) {
