@@ -36,7 +36,12 @@ pub fn run(config: &Config) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config))
+    let result = runtime.block_on(serve(config));
+    // `serve` has already waited its bounded time for the threads; whatever is still
+    // running (an index merge, say) must not hold the exit. The next start resumes
+    // from the last commit.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    result
 }
 
 async fn serve(config: &Config) -> Result<()> {

@@ -30,8 +30,6 @@ use crate::tail::{Checkpoint, FileState, Followed, TailCommand, TailMsg};
 
 /// How long PM2 gets to answer an RPC call.
 const RPC_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long the tailer gets to carry out a collapse or copytruncate.
-const TAIL_TIMEOUT: Duration = Duration::from_secs(30);
 /// While archives wait for their file to be drained, they are checked this often.
 const PENDING_POLL: Duration = Duration::from_millis(200);
 /// With nothing to do the loop still wakes this often, for age limits and the stop flag.
@@ -223,7 +221,8 @@ impl Rotator {
         let due: Vec<FileState> = self
             .snapshot()
             .into_iter()
-            .filter(|s| s.live && s.size > 0)
+            // A file still being read (a backlog) is not judged by its age yet.
+            .filter(|s| s.live && s.size > 0 && s.read_offset >= s.size)
             .filter(|s| {
                 let policy = self.config.policy_for(&s.service);
                 match (policy.max_age, s.oldest) {
@@ -466,9 +465,11 @@ impl Rotator {
             len,
             reply: tx,
         }));
+        // Waited for without a limit: the tailer may be held up by a busy index, and a
+        // command given up on here could still be carried out there later.
         let outcome = rx
-            .recv_timeout(TAIL_TIMEOUT)
-            .unwrap_or_else(|_| Err(io::Error::other("the tailer did not answer")));
+            .recv()
+            .unwrap_or_else(|_| Err(io::Error::other("the tailer stopped")));
         match outcome {
             Ok(()) => Ok(dest),
             Err(e) => {
@@ -502,8 +503,8 @@ impl Rotator {
             reply: tx,
         }));
         let lost = rx
-            .recv_timeout(TAIL_TIMEOUT)
-            .unwrap_or_else(|_| Err(io::Error::other("the tailer did not answer")))
+            .recv()
+            .unwrap_or_else(|_| Err(io::Error::other("the tailer stopped")))
             .map_err(|e| format!("copytruncate of {} failed: {e}", state.path.display()))?;
         if lost > 0 {
             warn!(path = %state.path.display(), lost_bytes = lost, "copytruncate lost bytes written during the copy");
