@@ -10,7 +10,6 @@ use super::params::Params;
 use super::{ApiError, AppState};
 use crate::index::search::{self, Hit, Order, SearchRequest, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::record::Kind;
-use crate::units::parse_time_expr;
 
 const KNOWN: &[&str] = &["service", "since", "until", "limit"];
 
@@ -64,20 +63,8 @@ pub async fn events(
 /// The search for markers that the query string asks for, refusing anything malformed.
 pub fn request_from(p: &Params) -> Result<SearchRequest, ApiError> {
     let now = Utc::now();
-    let limit = p.parsed("limit", |v| match v.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".to_string()),
-        Ok(n) => Ok(n.min(MAX_LIMIT)),
-        Err(_) => Err(format!("\"{v}\" is not a number")),
-    })?;
-    let since = p.parsed("since", |v| parse_time_expr(v, now))?;
-    let until = p.parsed("until", |v| parse_time_expr(v, now))?;
-    if let (Some(s), Some(u)) = (since, until) {
-        if s > u {
-            return Err(ApiError::BadRequest(
-                "parameter \"since\" is later than \"until\"".into(),
-            ));
-        }
-    }
+    let limit = p.limit(MAX_LIMIT)?;
+    let (since, until) = p.time_range(now)?;
     Ok(SearchRequest {
         services: p.all("service"),
         kind: Some(Kind::Marker),

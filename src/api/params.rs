@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
+
 use super::ApiError;
+use crate::units::parse_time_expr;
 
 pub struct Params {
     values: HashMap<String, Vec<String>>,
@@ -61,4 +64,30 @@ impl Params {
                 .map_err(|e| ApiError::BadRequest(format!("parameter \"{name}\": {e}"))),
         }
     }
+
+    /// `limit`: a positive number, capped at `max` (a bigger one is not an error).
+    pub fn limit(&self, max: usize) -> Result<Option<usize>, ApiError> {
+        self.parsed("limit", |v| match v.parse::<usize>() {
+            Ok(0) => Err("must be at least 1".to_string()),
+            Ok(n) => Ok(n.min(max)),
+            Err(_) => Err(format!("\"{v}\" is not a number")),
+        })
+    }
+
+    /// `since` and `until` (RFC 3339, `90s`, `10 min ago` ...), `since` not after `until`.
+    pub fn time_range(&self, now: DateTime<Utc>) -> Result<TimeRange, ApiError> {
+        let since = self.parsed("since", |v| parse_time_expr(v, now))?;
+        let until = self.parsed("until", |v| parse_time_expr(v, now))?;
+        if let (Some(s), Some(u)) = (since, until) {
+            if s > u {
+                return Err(ApiError::BadRequest(
+                    "parameter \"since\" is later than \"until\"".into(),
+                ));
+            }
+        }
+        Ok((since, until))
+    }
 }
+
+/// `(since, until)`, each optional.
+pub type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);

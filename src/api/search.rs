@@ -11,7 +11,6 @@ use crate::index::search::{
 };
 use crate::index::SearchError;
 use crate::record::{Kind, Level, Stream};
-use crate::units::parse_time_expr;
 
 const KNOWN: &[&str] = &[
     "q", "service", "stream", "level", "kind", "since", "until", "limit", "order", "cursor",
@@ -52,20 +51,8 @@ pub fn request_from(p: &Params) -> Result<SearchRequest, ApiError> {
     )?;
     let kind = p.parsed("kind", choice(&["line", "marker"]))?;
     let order = p.parsed("order", choice(&["asc", "desc"]))?;
-    let limit = p.parsed("limit", |v| match v.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".to_string()),
-        Ok(n) => Ok(n.min(MAX_LIMIT)),
-        Err(_) => Err(format!("\"{v}\" is not a number")),
-    })?;
-    let since = p.parsed("since", |v| parse_time_expr(v, now))?;
-    let until = p.parsed("until", |v| parse_time_expr(v, now))?;
-    if let (Some(s), Some(u)) = (since, until) {
-        if s > u {
-            return Err(ApiError::BadRequest(
-                "parameter \"since\" is later than \"until\"".into(),
-            ));
-        }
-    }
+    let limit = p.limit(MAX_LIMIT)?;
+    let (since, until) = p.time_range(now)?;
     let after = p.parsed("cursor", |v| {
         SortKey::decode(v).ok_or_else(|| format!("\"{v}\" is not a cursor from a previous page"))
     })?;

@@ -305,14 +305,7 @@ impl Tailer {
                     Some(reader) => reader.collapse(len),
                     None => Err(not_followed()),
                 };
-                if result.is_ok() {
-                    self.touched.insert(key);
-                    self.signalled.remove(&key);
-                    self.publish(key);
-                    // The shifted checkpoint must reach the index soon: until it does,
-                    // the rotation journal is what keeps a crash from misreading it.
-                    self.send();
-                }
+                self.rotated(key, result.is_ok());
                 let _ = reply.send(result);
             }
             TailCommand::CopyTruncate { key, dest, reply } => {
@@ -321,14 +314,20 @@ impl Tailer {
                     Some(reader) => reader.copy_truncate(&dest, &mut self.batch.records),
                     None => Err(not_followed()),
                 };
-                if result.is_ok() {
-                    self.touched.insert(key);
-                    self.signalled.remove(&key);
-                    self.publish(key);
-                    self.send();
-                }
+                self.rotated(key, result.is_ok());
                 let _ = reply.send(result);
             }
+        }
+    }
+
+    /// After an in-place rotation: the file's shifted checkpoint goes to the index at
+    /// once, since until it is committed only the rotation journal describes the file.
+    fn rotated(&mut self, key: FileKey, done: bool) {
+        if done {
+            self.touched.insert(key);
+            self.signalled.remove(&key);
+            self.publish(key);
+            self.send();
         }
     }
 

@@ -360,3 +360,13 @@ pub fn assert_indexed_once(d: &Daemon, n: u64, line: impl Fn(u64) -> String) {
         assert!(set.contains(&line(i)), "line {i} is not in the index");
     }
 }
+
+/// The `/api/status` entry of one live file.
+pub fn file_status<'a>(status: &'a Value, path: &Path) -> &'a Value {
+    status["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == path.to_str().unwrap())
+        .unwrap_or_else(|| panic!("{} not in status {status:#}", path.display()))
+}

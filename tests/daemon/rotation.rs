@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::harness::{
     append, archive_bytes, archives, archives_then_live, assert_exact_sequence,
-    assert_indexed_once, Daemon, Project,
+    assert_indexed_once, file_status, Daemon, Project,
 };
 
 /// Retention runs after each archive is finished, on the compression thread: waits
@@ -36,15 +36,6 @@ fn status(d: &Daemon) -> Value {
     let (code, body) = d.get("/api/status", &[]);
     assert_eq!(code, 200, "{body}");
     body
-}
-
-fn file_status<'a>(status: &'a Value, path: &Path) -> &'a Value {
-    status["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["path"] == path.to_str().unwrap())
-        .unwrap_or_else(|| panic!("{} not in status {status:#}", path.display()))
 }
 
 fn post(d: &Daemon, path: &str) -> (u16, Value) {

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use crate::daemon_harness::{
-    all_messages, archives, archives_then_live, assert_exact_sequence, assert_indexed_once, Daemon,
-    Project,
+    all_messages, archives, archives_then_live, assert_exact_sequence, assert_indexed_once,
+    file_status, Daemon, Project,
 };
 use crate::harness::{wait_until, AppSpec, Pm2};
 
@@ -107,12 +107,7 @@ fn run_fork(kills: usize) {
         fork_line,
     );
     let (_, status) = d.get("/api/status", &[]);
-    let file = status["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["path"] == live.to_str().unwrap())
-        .unwrap_or_else(|| panic!("{status:#}"));
+    let file = file_status(&status, &live);
     assert_eq!(file["last_method"], "reload", "{status:#}");
     assert_eq!(file["copytruncate_lost_bytes"], 0);
     pm2.kill();
@@ -169,12 +164,7 @@ fn every_instance_of_a_cluster_app_is_rotated() {
         assert_exact_sequence(&archives_then_live(&archive_dir, &stem, &live), N, |i| {
             format!("i{id} seq={i:07}")
         });
-        let file = status["files"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["path"] == live.to_str().unwrap())
-            .unwrap_or_else(|| panic!("{status:#}"));
+        let file = file_status(&status, &live);
         assert_eq!(file["last_method"], "collapse", "{status:#}");
     }
     // The index: both instances' lines, each once.
