@@ -47,6 +47,8 @@ pub struct Indexer {
     dirty: bool,
     last_retention: Option<Instant>,
     committed: Committed,
+    /// Whether segments are merged (off while ingest is behind).
+    merging: bool,
 }
 
 impl Indexer {
@@ -78,6 +80,7 @@ impl Indexer {
             dirty: false,
             last_retention: None,
             committed,
+            merging: true,
         })
     }
 
@@ -94,6 +97,22 @@ impl Indexer {
         if let Ok(mut c) = self.committed.lock() {
             c.clear();
             c.extend(self.checkpoints.iter().map(|(k, cp)| (*k, cp.clone())));
+        }
+    }
+
+    /// Turns segment merging on (caught up) or off (behind a backlog).
+    fn set_merging(&mut self, on: bool) {
+        if on == self.merging {
+            return;
+        }
+        self.merging = on;
+        debug!(merging = on, "index merge policy changed");
+        if on {
+            self.writer
+                .set_merge_policy(Box::new(tantivy::merge_policy::LogMergePolicy::default()));
+        } else {
+            self.writer
+                .set_merge_policy(Box::new(tantivy::merge_policy::NoMergePolicy));
         }
     }
 
@@ -122,7 +141,15 @@ impl Indexer {
                 // The interval runs from the start of a commit, so commits keep their
                 // rhythm however long each one takes.
                 last_commit = Instant::now();
+                // A batch already waiting at commit time means the tailer is ahead of
+                // us (a backlog): merging segments then costs as much CPU as indexing,
+                // so merges wait until ingest has caught up.
+                let waiting = rx.try_recv().ok();
+                self.set_merging(waiting.is_none());
                 self.commit();
+                if let Some(batch) = waiting {
+                    self.apply(batch);
+                }
             } else if !self.dirty && last_commit.elapsed() >= self.opts.commit_interval {
                 last_commit = Instant::now();
             }
