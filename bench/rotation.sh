@@ -12,7 +12,9 @@
 #      as installed (3.0.0 ignores `compress true`: plain archives), and with that bug
 #      fixed in its app.js (gzip level 9 archives, as configured).
 #   B. logagg (target/release/logagg daemon: tails and indexes the file, rotates it at
-#      the same max_size, compresses) beside its own PM2, bench/work/rotB/pm2.
+#      the same max_size, compresses) beside its own PM2, bench/work/rotB/pm2; then the
+#      same with rotation off (tailing and indexing only: logagg cannot rotate without
+#      indexing, so the difference is what its rotation costs).
 #
 # After each run the archives (oldest first) and the live file are read back and the
 # sequence numbers counted: lost = written - present, duplicated, malformed. CPU seconds
@@ -34,6 +36,9 @@
 #                           stock: pm2-logrotate as installed, where `compress true` has
 #                           no effect (keymetrics/pm2-logrotate#201); gzipfix: the same
 #                           with that bug fixed in its app.js, so it gzips as configured
+#   ROT_LOGAGG_MODES="rotate norotate"
+#                           rotate: logagg with max_size ROT_MAX_SIZE; norotate: the same
+#                           daemon with rotation off, so rotation's share of its CPU shows
 #   ROT_COMPRESS_MIB=100    size of the compression input (0 skips the compression table)
 #   ROT_COMPRESS_REPS=5     timed repetitions per compressor
 #   BENCH_NO_BUILD=0        1 uses target/release/logagg as it is
@@ -56,6 +61,7 @@ LINES=$((RATE * SECONDS_RUN))
 MAX_SIZE=${ROT_MAX_SIZE:-256K}
 RUNS=${ROT_RUNS:-1}
 VARIANTS=${ROT_LOGROTATE_VARIANTS:-stock gzipfix}
+LOGAGG_MODES=${ROT_LOGAGG_MODES:-rotate norotate}
 COMPRESS_MIB=${ROT_COMPRESS_MIB:-100}
 COMPRESS_REPS=${ROT_COMPRESS_REPS:-5}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -413,9 +419,17 @@ EOF
 # ---------------------------------------------------------------------------------------
 # B: logagg
 
+# run_b RUN MODE: MODE is rotate (max_size as for pm2-logrotate) or norotate (rotation
+# off: what tailing and indexing alone cost, to tell rotation's share of logagg's CPU).
 run_b() {
-    local run=$1 home=$B/pm2 cfg=$B/logagg.toml god_pid w_pid c0 c1 g0 g1 w1 b0 b1 t0 t1 t2 hwm addr deadline
-    say "B run $run: logagg, $LINES lines at $RATE/s, max_size $MAX_SIZE"
+    local run=$1 mode=$2 home=$B/pm2 cfg=$B/logagg.toml god_pid w_pid c0 c1 g0 g1 w1 b0 b1 t0 t1 t2 hwm addr deadline
+    local tool tag max
+    case $mode in
+    rotate) tool="logagg" tag=B$run max=$MAX_SIZE ;;
+    norotate) tool="logagg, rotation off" tag=Bn$run max="" ;;
+    *) die "unknown logagg mode $mode" ;;
+    esac
+    say "$tag: $tool, $LINES lines at $RATE/s, max_size ${max:-off}"
     rm -rf "$B"
     mkdir -p "$home" "$B/logs/archive" "$B/data"
     PM2_HOMES+=("$home")
@@ -439,16 +453,16 @@ listen = "127.0.0.1:0"
 home = "$home"
 
 [rotation]
-max_size = "$MAX_SIZE"
+max_size = "$max"
 max_age = ""
 retain = 0
 max_archive_age = ""
 compress = true
 archive_dir = "$B/logs/archive"
 EOF
-    "$BIN" --config "$cfg" config check >"$OUT/B$run-config-resolved.toml" 2>&1 ||
-        die "logagg refuses the bench config: $(cat "$OUT/B$run-config-resolved.toml")"
-    local dlog=$OUT/B$run-logagg.log
+    "$BIN" --config "$cfg" config check >"$OUT/$tag-config-resolved.toml" 2>&1 ||
+        die "logagg refuses the bench config: $(cat "$OUT/$tag-config-resolved.toml")"
+    local dlog=$OUT/$tag-logagg.log
     LOGAGG_LOG=${LOGAGG_LOG:-info} "$BIN" --config "$cfg" daemon 2>"$dlog" &
     LOGAGG_PID=$!
     for _ in $(seq 500); do
@@ -483,7 +497,7 @@ EOF
         size=$(stat -c %s "$B/logs/writer-out.log" 2>/dev/null || echo 0)
         newest=$(newest_mtime "$B"/logs/archive/writer-out.*)
         plain=$(find "$B/logs/archive" -maxdepth 1 -name '*.log' | wc -l)
-        if [[ ${total:-0} -ge $LINES ]] && ((plain == 0 && size < MAX_BYTES)) &&
+        if [[ ${total:-0} -ge $LINES ]] && ((plain == 0)) && { [[ -z $max ]] || ((size < MAX_BYTES)); } &&
             (($(date +%s) - ${newest:-0} >= 3)); then
             break
         fi
@@ -498,7 +512,7 @@ EOF
     b1=$(busy_s)
     t2=$(now)
     hwm=$(hwm_kib "$LOGAGG_PID")
-    curl -sf "http://$addr/api/status" >"$OUT/B$run-status.json" || echo '{}' >"$OUT/B$run-status.json"
+    curl -sf "http://$addr/api/status" >"$OUT/$tag-status.json" || echo '{}' >"$OUT/$tag-status.json"
     local all_docs
     all_docs=$(curl -sf "http://$addr/api/search?limit=1" | sed -n 's/^{"total":\([0-9]*\).*/\1/p')
     kill -TERM "$LOGAGG_PID"
@@ -506,11 +520,11 @@ EOF
     LOGAGG_PID=""
     local files=()
     mapfile -t files < <(find "$B/logs/archive" -maxdepth 1 -name 'writer-out.*' | sort)
-    python3 "$BENCH/rot_count.py" --expected "$LINES" "${files[@]}" "$B/logs/writer-out.log" >"$OUT/B$run-count.json"
-    ls -l "$B/logs" "$B/logs/archive" >"$OUT/B$run-files.txt"
+    python3 "$BENCH/rot_count.py" --expected "$LINES" "${files[@]}" "$B/logs/writer-out.log" >"$OUT/$tag-count.json"
+    ls -l "$B/logs" "$B/logs/archive" >"$OUT/$tag-files.txt"
     local gz_bytes
     gz_bytes=$( ((${#files[@]})) && du -cb "${files[@]}" | tail -1 | cut -f1 || echo 0)
-    python3 - "$OUT/B$run-count.json" "$OUT/B$run-status.json" "$dlog" >>"$RUNS_JSONL" <<EOF
+    python3 - "$OUT/$tag-count.json" "$OUT/$tag-status.json" "$dlog" >>"$RUNS_JSONL" <<EOF
 import json, re, sys
 c = json.load(open(sys.argv[1]))
 try:
@@ -519,7 +533,7 @@ except ValueError:
     st = {}
 live = [f for f in st.get("files", []) if f.get("path", "").endswith("/writer-out.log")]
 log = open(sys.argv[3], errors="replace").read().splitlines()
-print(json.dumps({"tool": "logagg", "variant": "", "run": $run, "rotations": ${#files[@]},
+print(json.dumps({"tool": "$tool", "variant": "$mode", "run": $run, "rotations": ${#files[@]},
     "compressed_archives": sum(1 for f in """${files[*]}""".split() if f.endswith(".gz")), "archive_bytes": $gz_bytes,
     "writer_s": $(calc "$t1 - $t0"), "window_s": $(calc "$t2 - $t0"),
     "cpu_s": $(calc "$c1 - $c0"), "peak_rss_kib": $hwm, "pm2_daemon_cpu_s": $(calc "$g1 - $g0"),
@@ -542,7 +556,9 @@ for run in $(seq "$RUNS"); do
     for variant in $VARIANTS; do
         run_a "$run" "$variant"
     done
-    run_b "$run"
+    for mode in $LOGAGG_MODES; do
+        run_b "$run" "$mode"
+    done
 done
 pm2_stop_all
 
@@ -630,14 +646,20 @@ if refs:
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---: | ---:" for _ in refs) + " |")
     for t in tools:
         m = summary[t]
-        rot = m["rotations"] or 1
+        rot = m["rotations"]
+        per_rot = (lambda v, f: format(v / rot, f)) if rot else (lambda v, f: "-")
         cells = " | ".join(f"{m['cpu_s'] / summary[x]['cpu_s']:.1f}x | {m['peak_rss_kib'] / summary[x]['peak_rss_kib']:.2f}x"
                            if summary[x]["cpu_s"] else "- | -" for x in refs)
-        print(f"| {t} | {m['rotations']:g} | {m['lost']:g} | {m['lost'] / rot:.2f} | {m['cpu_s']:.2f} | "
-              f"{m['cpu_s'] / rot:.3f} | {m['peak_rss_kib'] / 1024:.1f} | {cells} |")
+        print(f"| {t} | {m['rotations']:g} | {m['lost']:g} | {per_rot(m['lost'], '.2f')} | {m['cpu_s']:.2f} | "
+              f"{per_rot(m['cpu_s'], '.3f')} | {m['peak_rss_kib'] / 1024:.1f} | {cells} |")
+if "logagg" in summary and "logagg, rotation off" in summary:
+    d = summary["logagg"]["cpu_s"] - summary["logagg, rotation off"]["cpu_s"]
+    print(f"\nlogagg's CPU with rotation minus without (medians): {d:.2f} s for {summary['logagg']['rotations']:g} "
+          f"rotations, {d / (summary['logagg']['rotations'] or 1):.3f} s per rotation; the rest is tailing and indexing.")
+    summary["logagg"]["rotation_cpu_s"] = d
 for r in runs:
-    if r["tool"] == "logagg":
-        print(f"\nlogagg run {r['run']}: index holds {r['index_total']:,} lines (expected {r['count']['expected']:,}; "
+    if r["tool"].startswith("logagg"):
+        print(f"\n{r['tool']} run {r['run']}: index holds {r['index_total']:,} lines (expected {r['count']['expected']:,}; "
               f"{r['index_docs']:,} documents with PM2 event markers); "
               f"methods {r['methods']}; status rotations {r['status_rotations']}; copytruncate lost bytes "
               f"{r['copytruncate_lost_bytes']}; warnings in its log {r['log_warnings']}; errors {r['last_errors']}.")

@@ -500,3 +500,57 @@ impl Drop for SmallFs {
             .status();
     }
 }
+
+/// What a `kill -9` in the middle of compressing leaves behind, set up by hand: an
+/// uncompressed archive, its half-written `.gz` under the temporary name, and another
+/// archive compressed completely but whose uncompressed copy was not removed yet.
+#[test]
+fn a_start_after_a_crash_during_compression_finishes_the_job() {
+    let p = Project::new("[rotation]\nmax_size = \"\"\nmax_age = \"\"");
+    let dir = p.path().join("logs/pm2/archive");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pending = dir.join("duck-out.20261201T000000.000000Z.log");
+    std::fs::write(&pending, "first\nsecond\n").unwrap();
+    std::fs::write(
+        dir.join(".duck-out.20261201T000000.000000Z.log.gz.tmp"),
+        b"\x1f\x8b half a gzip",
+    )
+    .unwrap();
+    let done = dir.join("api-out.20261130T000000.000000Z.log");
+    std::fs::write(&done, "already\ncompressed\n").unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"already\ncompressed\n").unwrap();
+    std::fs::write(
+        dir.join("api-out.20261130T000000.000000Z.log.gz"),
+        gz.finish().unwrap(),
+    )
+    .unwrap();
+
+    let _d = p.start();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let names = || {
+        let mut n: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    let want = [
+        "api-out.20261130T000000.000000Z.log.gz",
+        "duck-out.20261201T000000.000000Z.log.gz",
+    ];
+    while names() != want {
+        assert!(Instant::now() < deadline, "archive dir is {:?}", names());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        archive_bytes(&dir.join(want[1])),
+        b"first\nsecond\n".to_vec()
+    );
+    assert_eq!(
+        archive_bytes(&dir.join(want[0])),
+        b"already\ncompressed\n".to_vec()
+    );
+}
