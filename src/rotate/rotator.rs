@@ -329,7 +329,11 @@ impl Rotator {
         let method = match policy.method {
             // A cluster worker loses writes in flight when told to reopen its files;
             // collapse needs nothing from the writer and loses nothing.
-            RotationMethod::Auto if self.pm2_writer(&state.path) == Some(Pm2Writer::Fork) => {
+            // A rename cannot cross file systems: with the archives elsewhere, collapse.
+            RotationMethod::Auto
+                if same_device(&state.path, &policy.archive_dir)
+                    && self.pm2_writer(&state.path) == Some(Pm2Writer::Fork) =>
+            {
                 RotationMethod::Reload
             }
             RotationMethod::Auto => RotationMethod::Collapse,
@@ -690,6 +694,15 @@ pub fn stem_of(path: &Path) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     name.strip_suffix(".log").unwrap_or(&name).to_string()
+}
+
+/// Whether two paths are on the same file system (so a rename between them works).
+fn same_device(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => false,
+    }
 }
 
 fn canonical(path: &Path) -> PathBuf {
