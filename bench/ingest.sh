@@ -32,7 +32,8 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=$WORK/out/$STAMP
 BIN=$ROOT/target/release/logagg
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------------------
@@ -134,34 +135,10 @@ say "backlog: ${#FILES[@]} files, $N lines, $BYTES bytes"
 ROWS=$OUT/rows.txt
 : >"$ROWS"
 
-now() { date +%s.%N; }
 
 # Fields of a `/usr/bin/time -v` report.
 rss_kib() { awk -F': ' '/Maximum resident set size/ { print $2 }' "$1"; }
 cpu_s() { awk -F': ' '/User time/ { u = $2 } /System time/ { s = $2 } END { printf "%.2f", u + s }' "$1"; }
-
-# Busy CPU seconds of the whole machine so far (user+nice+system+irq+softirq+steal).
-busy_s() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat; }
-
-# Waits until the machine has been idle (under 10% busy) for 3 s, at most
-# BENCH_QUIET_WAIT seconds; a benchmark on 2 cores next to a cargo build means nothing.
-wait_quiet() {
-    local deadline b0 b1 pct
-    deadline=$(($(date +%s) + ${BENCH_QUIET_WAIT:-900}))
-    while :; do
-        b0=$(busy_s)
-        sleep 3
-        b1=$(busy_s)
-        pct=$(calc "100 * ($b1 - $b0) / (3 * $(nproc))" | cut -d. -f1)
-        ((pct < 10)) && return 0
-        if (($(date +%s) > deadline)); then
-            say "warning: the machine is still ${pct}% busy with other work; measuring anyway"
-            return 0
-        fi
-        say "machine ${pct}% busy with other work; waiting for it to be idle"
-        sleep 10
-    done
-}
 
 # CPU seconds that other processes used during a measurement: a check on the figures.
 others_s() { calc "$2 - $1 - $3"; }
@@ -183,7 +160,6 @@ measure() {
 
 # calc EXPR: floating-point arithmetic (awk, so no bc is needed).
 # (The parentheses matter: in awk, `printf ..., a > b` writes to a file named b.)
-calc() { awk "BEGIN { printf \"%.6f\", ($1) }"; }
 
 # ---------------------------------------------------------------------------------------
 # Baselines. `wc -l` also warms the page cache so every tool below reads from memory.

@@ -71,10 +71,9 @@ B=$WORK/rotB
 PM2=$ROOT/node_modules/.bin/pm2
 BIN=$ROOT/target/release/logagg
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 die() { printf 'rotation bench: %s\n' "$*" >&2; exit 1; }
-calc() { awk "BEGIN { printf \"%.6f\", ($1) }"; }
-now() { date +%s.%N; }
 
 for tool in node npm python3 curl gzip cargo; do
     command -v "$tool" >/dev/null || die "$tool is not installed"
@@ -131,8 +130,6 @@ trap 'exit 130' INT TERM
 # hold spaces ("PM2 v7.0.4: God"), so fields are counted after its closing parenthesis.
 cpu_of() { sed 's/.*) //' "/proc/$1/stat" | awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }'; }
 hwm_kib() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }
-# Busy CPU seconds of the whole machine so far (user+nice+system+irq+softirq+steal).
-busy_s() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat; }
 
 # The other benchmark must not share the two cores with this one.
 wait_ingest() {
@@ -141,27 +138,6 @@ wait_ingest() {
     while pgrep -f bench/ingest.sh >/dev/null; do
         [[ -n $said ]] || say "bench/ingest.sh is running; waiting for it to finish"
         said=1
-        sleep 10
-    done
-}
-
-# Waits until the machine has been idle (under 10% busy) for 3 s, at most
-# BENCH_QUIET_WAIT seconds.
-wait_quiet() {
-    local deadline b0 b1 pct
-    wait_ingest
-    deadline=$(($(date +%s) + ${BENCH_QUIET_WAIT:-900}))
-    while :; do
-        b0=$(busy_s)
-        sleep 3
-        b1=$(busy_s)
-        pct=$(calc "100 * ($b1 - $b0) / (3 * $(nproc))" | cut -d. -f1)
-        ((pct < 10)) && return 0
-        if (($(date +%s) > deadline)); then
-            say "warning: the machine is still ${pct}% busy with other work; measuring anyway"
-            return 0
-        fi
-        say "machine ${pct}% busy with other work; waiting for it to be idle"
         sleep 10
     done
 }
@@ -361,6 +337,7 @@ run_a() {
     lr_pid=$(wait_app_pid "$HOME_A" pm2-logrotate)
     god_pid=$(cat "$HOME_A/pm2.pid")
     sleep 2 # its pm2.connect and first tick
+    wait_ingest
     wait_quiet
     c0=$(cpu_of "$lr_pid")
     g0=$(cpu_of "$god_pid")
@@ -476,6 +453,7 @@ EOF
         sleep 0.02
     done
     curl -sf "http://$addr/healthz" >/dev/null || die "logagg does not answer on $addr"
+    wait_ingest
     wait_quiet
     c0=$(cpu_of "$LOGAGG_PID")
     g0=$(cpu_of "$god_pid")
@@ -577,6 +555,7 @@ if [[ $COMPRESS_MIB != 0 ]]; then
     in_bytes=$(stat -c %s "$INPUT")
     cat "$INPUT" >/dev/null # into the page cache
     say "compression: gzip -6, logagg write_archive (level 6), Node zlib level 9 (pm2-logrotate); $COMPRESS_REPS runs each"
+    wait_ingest
     wait_quiet
     python3 "$BENCH/rot_timeit.py" --reps "$COMPRESS_REPS" --bytes "$in_bytes" \
         "gzip -6 > /dev/null=gzip -6 -c '$INPUT' >/dev/null" \

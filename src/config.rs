@@ -1232,6 +1232,20 @@ mod tests {
     }
 
     /// A temporary working directory holding `config/logagg.toml` with `text`.
+    /// `text` (what `to_toml` printed for `config`) loads back to the same configuration.
+    fn assert_round_trips(config: &Config, text: &str) {
+        let dir = with_default_file(text);
+        let again = Config::load(&Overrides::default(), &no_env, dir.path()).unwrap();
+        assert_eq!(
+            Config {
+                file: config.file.clone(),
+                ..again
+            },
+            *config,
+            "{text}"
+        );
+    }
+
     fn with_default_file(text: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("config")).unwrap();
@@ -1695,16 +1709,7 @@ listen = "0.0.0.0:8080"
                 "{key} missing in\n{text}"
             );
         }
-        let other = with_default_file(&text);
-        let again = Config::load(&Overrides::default(), &no_env, other.path()).unwrap();
-        assert_eq!(
-            Config {
-                file: config.file.clone(),
-                ..again
-            },
-            config,
-            "{text}"
-        );
+        assert_round_trips(&config, &text);
 
         let defaults = Config::defaults(&cwd());
         let dir = with_default_file(&defaults.to_toml());
@@ -2088,16 +2093,7 @@ compress_level = 1
         );
         assert!(text.contains("\nmax_total_size = \"1GiB\""), "{text}");
         assert!(text.contains("\nmethod = \"auto\""), "{text}");
-        let again = with_default_file(&text);
-        let again = Config::load(&Overrides::default(), &no_env, again.path()).unwrap();
-        assert_eq!(
-            Config {
-                file: config.file.clone(),
-                ..again
-            },
-            config,
-            "{text}"
-        );
+        assert_round_trips(&config, &text);
     }
 
     #[test]

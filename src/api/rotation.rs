@@ -49,6 +49,8 @@ pub async fn status(
         .map(|f| f.values().filter(|s| s.live).cloned().collect())
         .unwrap_or_default();
     let board = state.board.lock().map(|b| b.clone()).unwrap_or_default();
+    let rotations = board.values().map(|r| r.rotations).sum();
+    let lost = board.values().map(|r| r.copytruncate_lost_bytes).sum();
     let config = state.config.clone();
     let files = tokio::task::spawn_blocking(move || {
         let mut rows = BTreeMap::new();
@@ -77,11 +79,10 @@ pub async fn status(
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let board = state.board.lock().map(|b| b.clone()).unwrap_or_default();
     Ok(Json(Status {
         files,
-        rotations: board.values().map(|r| r.rotations).sum(),
-        copytruncate_lost_bytes: board.values().map(|r| r.copytruncate_lost_bytes).sum(),
+        rotations,
+        copytruncate_lost_bytes: lost,
     }))
 }
 

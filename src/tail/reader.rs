@@ -36,6 +36,9 @@ pub struct FileReader {
     base: u64,
     /// Whether `open` positioned the file at its checkpoint.
     pub resumed: bool,
+    /// The file's length at the last read: what the tailer reports and checks against
+    /// `max_size` without another `fstat`.
+    pub seen_size: u64,
     /// Time of the oldest line still in the file since it was opened or last rotated;
     /// what `max_age` rotation measures.
     pub oldest: Option<DateTime<Utc>>,
@@ -91,6 +94,7 @@ impl FileReader {
             line_ts: None,
             base,
             resumed,
+            seen_size: size,
             oldest,
             gone_since: None,
             last_growth: now,
@@ -117,11 +121,6 @@ impl FileReader {
         Ok(self.file.metadata()?.len())
     }
 
-    /// Whether everything up to the current end of the file has been read.
-    pub fn at_end(&self) -> io::Result<bool> {
-        Ok(self.read_pos >= self.size()?)
-    }
-
     /// Collapse rotation: removes the first `len` bytes of the file in place with
     /// `fallocate(FALLOC_FL_COLLAPSE_RANGE)` while writers keep appending, and moves every
     /// offset back by `len`. `len` must be block-aligned and already emitted.
@@ -137,7 +136,8 @@ impl FileReader {
         self.read_pos -= len;
         self.splitter.shift_back(len);
         self.base += len;
-        self.fingerprint = Fingerprint::of(&self.file, self.size()?)?;
+        self.seen_size = self.size()?;
+        self.fingerprint = Fingerprint::of(&self.file, self.seen_size)?;
         self.oldest = None;
         Ok(())
     }
@@ -158,6 +158,7 @@ impl FileReader {
         self.base += size_at_truncate;
         self.read_pos = 0;
         self.splitter.reset(0);
+        self.seen_size = 0;
         self.fingerprint = Fingerprint::of(&self.file, 0)?;
         self.oldest = None;
         Ok(lost)
@@ -185,6 +186,7 @@ impl FileReader {
     pub fn read(&mut self, out: &mut Vec<Record>, budget: u64) -> io::Result<ReadOutcome> {
         let mut outcome = ReadOutcome::default();
         let size = self.file.metadata()?.len();
+        self.seen_size = size;
         if size < self.read_pos || !self.fingerprint.refresh(&self.file, size)? {
             // Truncated (or emptied and rewritten). What was held was really written
             // before the truncation: emit it rather than lose it, then start over.

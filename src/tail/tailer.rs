@@ -396,7 +396,7 @@ impl Tailer {
                         path: r.path.clone(),
                         service: r.service().to_string(),
                         live: r.gone_since.is_none(),
-                        size: r.size().unwrap_or(0),
+                        size: r.seen_size,
                         read_offset: cp.offset,
                         oldest: r.oldest,
                     },
@@ -422,7 +422,7 @@ impl Tailer {
         let Some(limit) = (hook.size_limit)(reader.service()) else {
             return;
         };
-        if reader.size().unwrap_or(0) < limit {
+        if reader.seen_size < limit {
             return;
         }
         if self
