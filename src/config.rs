@@ -78,6 +78,13 @@ pub struct IndexConfig {
 pub struct ApiConfig {
     /// A socket address, `host:port`, with `localhost` already turned into 127.0.0.1.
     pub listen: String,
+    /// The bearer token every route but `/healthz` asks for; required off loopback.
+    pub token: Option<String>,
+    /// Records kept for live followers; one that falls further behind is told how many
+    /// it missed.
+    pub live_buffer: u32,
+    /// How often an idle live follow gets a keep-alive comment.
+    pub heartbeat: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -234,6 +241,9 @@ impl Config {
             },
             api: ApiConfig {
                 listen: "127.0.0.1:9171".to_string(),
+                token: None,
+                live_buffer: 16_384,
+                heartbeat: Duration::from_secs(15),
             },
             pm2: Pm2Config {
                 home: pm2_home_from_env(&|_| None, cwd),
@@ -573,15 +583,46 @@ const SECTIONS: &[SectionSpec] = &[
     },
     SectionSpec {
         name: "api",
-        keys: &[KeySpec {
-            name: "listen",
-            help: "address of the HTTP API",
-            set: |c, raw, _| {
-                c.api.listen = listen_addr(string(raw, "\"127.0.0.1:9171\"")?)?;
-                Ok(())
+        keys: &[
+            KeySpec {
+                name: "listen",
+                help: "address of the HTTP API",
+                set: |c, raw, _| {
+                    c.api.listen = listen_addr(string(raw, "\"127.0.0.1:9171\"")?)?;
+                    Ok(())
+                },
+                get: |c| Value::from(c.api.listen.as_str()),
             },
-            get: |c| Value::from(c.api.listen.as_str()),
-        }],
+            KeySpec {
+                name: "token",
+                help: "bearer token the API asks for (\"\": none; required off loopback)",
+                set: |c, raw, _| {
+                    let token = string(raw, "\"a-long-random-string\"")?.trim();
+                    c.api.token = (!token.is_empty()).then(|| token.to_string());
+                    Ok(())
+                },
+                // A secret is not printed back by `logagg config check`.
+                get: |c| Value::from(if c.api.token.is_some() { "<set>" } else { "" }),
+            },
+            KeySpec {
+                name: "live_buffer",
+                help: "records kept for live followers (a slower one is told what it missed)",
+                set: |c, raw, _| {
+                    c.api.live_buffer = not_zero(count(raw)?)?;
+                    Ok(())
+                },
+                get: |c| Value::from(i64::from(c.api.live_buffer)),
+            },
+            KeySpec {
+                name: "heartbeat",
+                help: "keep-alive interval of idle live follows",
+                set: |c, raw, _| {
+                    c.api.heartbeat = positive(duration(raw)?)?;
+                    Ok(())
+                },
+                get: |c| Value::from(format_duration(c.api.heartbeat)),
+            },
+        ],
     },
     SectionSpec {
         name: "pm2",

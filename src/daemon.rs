@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::index::{IndexError, Indexer, IndexerOptions, Timeline};
+use crate::live::{Live, LiveLimits, RecordSink};
 use crate::pm2;
 use crate::rotate::{self, RotateMsg, RotationBoard, Rotator};
 use crate::tail::{Followed, GrowthHook, TailMsg, Tailer, TailerLinks, TailerOptions};
@@ -23,6 +24,9 @@ const CHANNEL_BATCHES: usize = 4;
 /// Rotation requests waiting for the rotator; growth signals beyond it are dropped and
 /// sent again a second later.
 const ROTATE_QUEUE: usize = 64;
+/// The live ring's byte budget, beside its record count (`api.live_buffer`): with lines
+/// of up to `max_line_bytes` the count alone would not bound memory.
+const LIVE_BYTES: usize = 64 << 20;
 
 /// The file the daemon writes its bound address to, so tests and scripts can find a
 /// daemon started on port 0.
@@ -45,6 +49,7 @@ pub fn run(config: &Config) -> Result<()> {
 }
 
 async fn serve(config: &Config) -> Result<()> {
+    refuse_open_api(config)?;
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
@@ -79,7 +84,12 @@ async fn serve(config: &Config) -> Result<()> {
     );
     let committed = indexer.committed();
 
-    let (tx, rx) = sync_channel(CHANNEL_BATCHES);
+    let (index_tx, rx) = sync_channel(CHANNEL_BATCHES);
+    let live = Live::new(LiveLimits {
+        records: config.api.live_buffer as usize,
+        bytes: LIVE_BYTES,
+    });
+    let tx = RecordSink::new(index_tx, live.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let index_thread = std::thread::Builder::new()
         .name("index".into())
@@ -161,9 +171,15 @@ async fn serve(config: &Config) -> Result<()> {
         followed,
         board,
         config: Arc::new(config.clone()),
+        live: live.clone(),
     };
     axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Live follows never end by themselves; the server waits for every
+            // connection to finish.
+            live.close();
+        })
         .await
         .context("the HTTP server failed")?;
 
@@ -185,6 +201,22 @@ async fn serve(config: &Config) -> Result<()> {
         warn!("shutdown took too long; the next start resumes from the last commit");
     }
     let _ = std::fs::remove_file(&addr_path);
+    Ok(())
+}
+
+/// Invariant: the API is reachable from other machines only behind a token.
+fn refuse_open_api(config: &Config) -> Result<()> {
+    let addr: SocketAddr = config
+        .api
+        .listen
+        .parse()
+        .with_context(|| format!("api.listen {:?} is not an address", config.api.listen))?;
+    if !addr.ip().is_loopback() && config.api.token.is_none() {
+        anyhow::bail!(
+            "api.listen is {addr}, which other machines can reach: set api.token (or \
+             LOGAGG_API_TOKEN) so the API asks for it, or listen on 127.0.0.1"
+        );
+    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod index;
+pub mod live;
 pub mod parse;
 pub mod pm2;
 pub mod record;

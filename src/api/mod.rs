@@ -6,6 +6,7 @@ mod events;
 mod params;
 mod rotation;
 mod search;
+mod tail;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub use error::ApiError;
 
 use crate::config::Config;
 use crate::index::Timeline;
+use crate::live::Live;
 use crate::rotate::{RotateMsg, RotationBoard};
 use crate::tail::Followed;
 
@@ -32,6 +34,7 @@ pub struct AppState {
     pub followed: Followed,
     pub board: RotationBoard,
     pub config: Arc<Config>,
+    pub live: Live,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -39,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/search", get(search::search))
         .route("/api/events", get(events::events))
+        .route("/api/tail", get(tail::tail))
         .route("/api/status", get(rotation::status))
         .route("/api/rotate", post(rotation::rotate))
         .fallback(not_found)

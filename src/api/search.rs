@@ -34,28 +34,33 @@ pub async fn search(
 
 /// Turns the query string into a search request, refusing anything malformed.
 pub fn request_from(p: &Params) -> Result<SearchRequest, ApiError> {
-    let now = Utc::now();
-    let choice = |allowed: &'static [&'static str]| {
-        move |v: &str| {
-            if allowed.contains(&v) {
-                Ok(v.to_string())
-            } else {
-                Err(format!("\"{v}\" is not one of {}", allowed.join(", ")))
-            }
-        }
-    };
+    let order = p.parsed("order", choice(&["asc", "desc"]))?;
+    let limit = p.limit(MAX_LIMIT)?;
+    let after = p.parsed("cursor", |v| {
+        SortKey::decode(v).ok_or_else(|| format!("\"{v}\" is not a cursor from a previous page"))
+    })?;
+    Ok(SearchRequest {
+        limit: limit.unwrap_or(DEFAULT_LIMIT),
+        order: if order.as_deref() == Some("asc") {
+            Order::Asc
+        } else {
+            Order::Desc
+        },
+        after,
+        ..filters_from(p)?
+    })
+}
+
+/// The filters `/api/search` and `/api/tail` share: `q`, `service`, `stream`, `level`,
+/// `kind`, `since`, `until`.
+pub fn filters_from(p: &Params) -> Result<SearchRequest, ApiError> {
     let stream = p.parsed("stream", choice(&["out", "err", "event"]))?;
     let level = p.parsed(
         "level",
         choice(&["trace", "debug", "info", "warn", "error"]),
     )?;
     let kind = p.parsed("kind", choice(&["line", "marker"]))?;
-    let order = p.parsed("order", choice(&["asc", "desc"]))?;
-    let limit = p.limit(MAX_LIMIT)?;
-    let (since, until) = p.time_range(now)?;
-    let after = p.parsed("cursor", |v| {
-        SortKey::decode(v).ok_or_else(|| format!("\"{v}\" is not a cursor from a previous page"))
-    })?;
+    let (since, until) = p.time_range(Utc::now())?;
     Ok(SearchRequest {
         q: p.one("q")?.unwrap_or_default().to_string(),
         services: p.all("service"),
@@ -64,12 +69,17 @@ pub fn request_from(p: &Params) -> Result<SearchRequest, ApiError> {
         kind: kind.as_deref().and_then(Kind::parse),
         since,
         until,
-        limit: limit.unwrap_or(DEFAULT_LIMIT),
-        order: if order.as_deref() == Some("asc") {
-            Order::Asc
-        } else {
-            Order::Desc
-        },
-        after,
+        ..SearchRequest::default()
     })
+}
+
+/// A parser for a parameter that must be one of `allowed`.
+fn choice(allowed: &'static [&'static str]) -> impl Fn(&str) -> Result<String, String> {
+    move |v: &str| {
+        if allowed.contains(&v) {
+            Ok(v.to_string())
+        } else {
+            Err(format!("\"{v}\" is not one of {}", allowed.join(", ")))
+        }
+    }
 }

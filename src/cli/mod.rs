@@ -5,12 +5,14 @@
 mod format;
 mod rotation;
 mod search;
+mod tail;
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use crate::client::Endpoint;
 use crate::config::{Config, Overrides};
 
 #[derive(Parser, Debug)]
@@ -36,6 +38,8 @@ pub enum Command {
     Daemon(DaemonArgs),
     /// Search the timeline (tantivy query syntax; words are ANDed).
     Search(search::SearchArgs),
+    /// Follow the merged timeline: the last records, then new ones as they come.
+    Tail(tail::TailArgs),
     /// Rotate live files now, whatever their size and age.
     Rotate(rotation::RotateArgs),
     /// Every live file: size, archives, rotations, and bytes lost by copytruncate.
@@ -88,9 +92,10 @@ pub fn run(cli: Cli) -> Result<u8> {
             crate::daemon::run(&config)?;
             Ok(0)
         }
-        Command::Search(args) => search::run(&args, &client_addr(&cli.addr, &config)),
-        Command::Rotate(args) => rotation::rotate(&args, &client_addr(&cli.addr, &config)),
-        Command::Status { json } => rotation::status(json, &client_addr(&cli.addr, &config)),
+        Command::Search(args) => search::run(&args, &endpoint(&cli.addr, &config)),
+        Command::Tail(args) => tail::run(&args, &endpoint(&cli.addr, &config)),
+        Command::Rotate(args) => rotation::rotate(&args, &endpoint(&cli.addr, &config)),
+        Command::Status { json } => rotation::status(json, &endpoint(&cli.addr, &config)),
         Command::Config {
             command: ConfigCommand::Check,
         } => {
@@ -101,11 +106,17 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-/// `--addr`, else `LOGAGG_ADDR`, else the configured listen address.
-fn client_addr(flag: &Option<String>, config: &Config) -> String {
-    flag.clone()
-        .or_else(|| std::env::var("LOGAGG_ADDR").ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| config.api.listen.clone())
+/// The daemon to talk to: `--addr`, else `LOGAGG_ADDR`, else the configured listen
+/// address; the token from `LOGAGG_TOKEN`, else the configured one.
+fn endpoint(flag: &Option<String>, config: &Config) -> Endpoint {
+    let env = |name| std::env::var(name).ok().filter(|s: &String| !s.is_empty());
+    Endpoint {
+        addr: flag
+            .clone()
+            .or_else(|| env("LOGAGG_ADDR"))
+            .unwrap_or_else(|| config.api.listen.clone()),
+        token: env("LOGAGG_TOKEN").or_else(|| config.api.token.clone()),
+    }
 }
 
 fn init_logging() {

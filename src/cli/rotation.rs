@@ -4,7 +4,7 @@ use anyhow::Result;
 use serde::Deserialize;
 
 use super::format::write_out;
-use crate::client::Client;
+use crate::client::{Client, Endpoint};
 use crate::units::format_size;
 
 #[derive(clap::Args, Debug)]
@@ -29,8 +29,8 @@ struct Rotated {
 
 /// Prints one line per file: `PATH -> ARCHIVE (METHOD)` or `PATH: ERROR`. Exit 0 when
 /// every file rotated, 1 when there was nothing to rotate, 2 when one failed.
-pub fn rotate(args: &RotateArgs, addr: &str) -> Result<u8> {
-    let client = Client::new(addr);
+pub fn rotate(args: &RotateArgs, endpoint: &Endpoint) -> Result<u8> {
+    let client = Client::new(endpoint);
     let mut query = Vec::new();
     if let Some(s) = &args.service {
         query.push(("service", s.clone()));
@@ -87,8 +87,8 @@ struct FileStatus {
 }
 
 /// A table of the live files with their rotation state.
-pub fn status(json: bool, addr: &str) -> Result<u8> {
-    let client = Client::new(addr);
+pub fn status(json: bool, endpoint: &Endpoint) -> Result<u8> {
+    let client = Client::new(endpoint);
     if json {
         let v: serde_json::Value = client.get_json("/api/status", &[])?;
         write_out(&format!("{v:#}\n"))?;

@@ -6,7 +6,7 @@ use anyhow::Result;
 use serde::Deserialize;
 
 use super::format;
-use crate::client::Client;
+use crate::client::{Client, Endpoint};
 use crate::index::Hit;
 
 #[derive(clap::Args, Debug)]
@@ -44,8 +44,8 @@ struct Answer {
     hits: Vec<Hit>,
 }
 
-pub fn run(args: &SearchArgs, addr: &str) -> Result<u8> {
-    let client = Client::new(addr);
+pub fn run(args: &SearchArgs, endpoint: &Endpoint) -> Result<u8> {
+    let client = Client::new(endpoint);
     let mut query: Vec<(&str, String)> = vec![
         ("q", args.query.clone()),
         ("limit", args.limit.to_string()),

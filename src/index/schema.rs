@@ -13,6 +13,11 @@ pub const OFFSET: &str = "offset";
 pub const SUB: &str = "sub";
 pub const SERVICE: &str = "service";
 
+/// The `file_ord` of records read from `file`.
+pub fn file_ord(file: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(file.as_bytes())
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Fields {
     /// Microseconds since the epoch (fast, for ranges and ordering).

@@ -13,7 +13,7 @@ use tantivy::{DocAddress, Searcher, SegmentReader, TantivyDocument, Term};
 
 use super::schema::{self, Fields};
 use super::Timeline;
-use crate::record::{Kind, Level, Stream};
+use crate::record::{Kind, Level, Record, Stream};
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 10_000;
@@ -27,7 +27,7 @@ pub enum Order {
 }
 
 /// Where a hit sits in the timeline; also the paging cursor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SortKey {
     pub ts: i64,
     pub file_ord: u64,
@@ -41,6 +41,16 @@ impl SortKey {
             "{}.{:x}.{:x}.{:x}",
             self.ts, self.file_ord, self.offset, self.sub
         )
+    }
+
+    /// Where `rec` sits in the timeline (the same key the index gives it).
+    pub fn of(rec: &Record) -> SortKey {
+        SortKey {
+            ts: rec.ts.timestamp_micros(),
+            file_ord: schema::file_ord(&rec.file),
+            offset: rec.offset,
+            sub: u64::from(rec.sub),
+        }
     }
 
     pub fn decode(s: &str) -> Option<SortKey> {
@@ -95,6 +105,29 @@ pub struct Hit {
     pub manual: Option<bool>,
 }
 
+impl From<&Record> for Hit {
+    fn from(rec: &Record) -> Hit {
+        let marker = rec.marker.as_ref();
+        Hit {
+            ts: format_ts(rec.ts.timestamp_micros()),
+            ts_source: rec.ts_source.as_str().to_string(),
+            service: rec.service.clone(),
+            stream: rec.stream.as_str().to_string(),
+            instance: rec.instance.map(u64::from),
+            level: rec.level.map(|l| l.as_str().to_string()),
+            kind: rec.kind.as_str().to_string(),
+            message: rec.message.clone(),
+            file: rec.file.clone(),
+            offset: rec.offset,
+            split: rec.split,
+            event: marker.map(|m| m.event.clone()),
+            exit_code: marker.and_then(|m| m.exit_code),
+            restart_count: marker.and_then(|m| m.restart_count),
+            manual: marker.and_then(|m| m.manual),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct SearchResult {
     /// Every match of the query and filters (the cursor does not change it).
@@ -125,10 +158,49 @@ pub fn format_ts(micros: i64) -> String {
 pub fn search(timeline: &Timeline, req: &SearchRequest) -> Result<SearchResult, SearchError> {
     let started = std::time::Instant::now();
     let searcher = timeline.reader.searcher();
-    let f = &timeline.fields;
     let query = build_query(timeline, req)?;
-    let limit = req.limit.clamp(1, MAX_LIMIT);
     let total = searcher.search(&*query, &Count)? as u64;
+    let keyed = page(&searcher, timeline, query, req)?;
+    let limit = req.limit.clamp(1, MAX_LIMIT);
+    let next = (keyed.len() == limit)
+        .then(|| keyed.last().map(|(k, _)| k.encode()))
+        .flatten();
+    Ok(SearchResult {
+        total,
+        hits: keyed.into_iter().map(|(_, h)| h).collect(),
+        next,
+        took_ms: (started.elapsed().as_micros() as f64) / 1000.0,
+    })
+}
+
+/// One page of hits with their keys, from a given searcher (a follow pins the one it
+/// started with, so what it reads from the index and from the live ring fit together).
+pub fn hits_in(
+    searcher: &Searcher,
+    timeline: &Timeline,
+    req: &SearchRequest,
+) -> Result<Vec<(SortKey, Hit)>, SearchError> {
+    let query = build_query(timeline, req)?;
+    page(searcher, timeline, query, req)
+}
+
+/// Checks a query without running it: the error `/api/search` would give.
+pub fn check_query(timeline: &Timeline, q: &str) -> Result<(), SearchError> {
+    let req = SearchRequest {
+        q: q.to_string(),
+        ..SearchRequest::default()
+    };
+    build_query(timeline, &req).map(|_| ())
+}
+
+fn page(
+    searcher: &Searcher,
+    timeline: &Timeline,
+    query: Box<dyn Query>,
+    req: &SearchRequest,
+) -> Result<Vec<(SortKey, Hit)>, SearchError> {
+    let f = &timeline.fields;
+    let limit = req.limit.clamp(1, MAX_LIMIT);
     // The cursor narrows the time range so pages deep in a large index stay cheap; ties
     // on the timestamp are sorted out in the scorer.
     let paged = match req.after {
@@ -148,21 +220,13 @@ pub fn search(timeline: &Timeline, req: &SearchRequest) -> Result<SearchResult, 
         }
         None => query,
     };
-    let keyed = top_by_key(&searcher, &*paged, limit, req.order, req.after)?;
+    let keyed = top_by_key(searcher, &*paged, limit, req.order, req.after)?;
     let mut hits = Vec::with_capacity(keyed.len());
-    for (_, addr) in &keyed {
-        let doc: TantivyDocument = searcher.doc(*addr)?;
-        hits.push(to_hit(f, &doc));
+    for (key, addr) in keyed {
+        let doc: TantivyDocument = searcher.doc(addr)?;
+        hits.push((key, to_hit(f, &doc)));
     }
-    let next = (keyed.len() == limit)
-        .then(|| keyed.last().map(|(k, _)| k.encode()))
-        .flatten();
-    Ok(SearchResult {
-        total,
-        hits,
-        next,
-        took_ms: (started.elapsed().as_micros() as f64) / 1000.0,
-    })
+    Ok(hits)
 }
 
 fn ts_term(f: &Fields, micros: i64) -> Term {

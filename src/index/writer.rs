@@ -11,7 +11,6 @@ use chrono::Utc;
 use tantivy::query::RangeQuery;
 use tantivy::{IndexWriter, TantivyDocument, Term};
 use tracing::{debug, error, warn};
-use xxhash_rust::xxh3::xxh3_64;
 
 use super::{Fields, IndexError, Timeline};
 use crate::record::Record;
@@ -279,7 +278,7 @@ pub fn to_document(f: &Fields, rec: &Record) -> TantivyDocument {
     doc.add_text(f.kind, rec.kind.as_str());
     doc.add_text(f.message, &rec.message);
     doc.add_text(f.file, &rec.file);
-    doc.add_u64(f.file_ord, xxh3_64(rec.file.as_bytes()));
+    doc.add_u64(f.file_ord, super::schema::file_ord(&rec.file));
     doc.add_u64(f.offset, rec.offset);
     doc.add_u64(f.sub, u64::from(rec.sub));
     doc.add_bool(f.split, rec.split);

@@ -18,7 +18,7 @@ use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::TrySendError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 
 use super::amp::{Arg, Decoder};
 use super::events::Translator;
+use crate::live::RecordSink;
 use crate::record::Record;
 use crate::tail::Batch;
 
@@ -57,13 +58,13 @@ const MAX_WARNINGS: u32 = 5;
 const MAX_TOPICS: usize = 16;
 
 /// Runs the subscriber on `pm2_home/pub.sock` until `stop` is set or the index hangs up.
-pub fn run(pm2_home: &Path, tx: SyncSender<Batch>, stop: Arc<AtomicBool>) {
+pub fn run(pm2_home: &Path, tx: RecordSink, stop: Arc<AtomicBool>) {
     Subscriber::new(pm2_home.join(PUB_SOCKET), tx, stop).run();
 }
 
 struct Subscriber {
     socket: PathBuf,
-    tx: SyncSender<Batch>,
+    tx: RecordSink,
     stop: Arc<AtomicBool>,
     translator: Translator,
     /// Records the index had no room for yet.
@@ -84,7 +85,7 @@ enum Ended {
 }
 
 impl Subscriber {
-    fn new(socket: PathBuf, tx: SyncSender<Batch>, stop: Arc<AtomicBool>) -> Subscriber {
+    fn new(socket: PathBuf, tx: RecordSink, stop: Arc<AtomicBool>) -> Subscriber {
         let translator = Translator::new(socket.to_string_lossy().into_owned());
         Subscriber {
             socket,
@@ -369,7 +370,7 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (home, stop) = (home.path().to_path_buf(), stop.clone());
-            std::thread::spawn(move || run(&home, tx, stop))
+            std::thread::spawn(move || run(&home, tx.into(), stop))
         };
         let (mut conn, _) = listener.accept().unwrap();
         let mut bytes = event("exit", "stopped", 3, 3);
@@ -411,7 +412,7 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (home, stop) = (home.path().to_path_buf(), stop.clone());
-            std::thread::spawn(move || run(&home, tx, stop))
+            std::thread::spawn(move || run(&home, tx.into(), stop))
         };
         std::thread::sleep(Duration::from_millis(500));
         // PM2 appears late: the subscriber finds it.
@@ -443,7 +444,7 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (home, stop) = (home.path().to_path_buf(), stop.clone());
-            std::thread::spawn(move || run(&home, tx, stop))
+            std::thread::spawn(move || run(&home, tx.into(), stop))
         };
         let (mut conn, _) = listener.accept().unwrap();
         conn.set_write_timeout(Some(Duration::from_secs(10)))

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use super::checkpoint::Checkpoint;
 use super::identity::FileKey;
 use super::reader::FileReader;
+use crate::live::RecordSink;
 use crate::record::Record;
 
 /// Records and the checkpoints they bring each file to. The index applies a batch as a
@@ -127,7 +128,7 @@ pub struct Tailer {
     by_path: HashMap<PathBuf, FileKey>,
     /// Checkpoints from the index, waiting for their file to be found at start.
     resume: HashMap<FileKey, Checkpoint>,
-    sink: SyncSender<Batch>,
+    sink: RecordSink,
     stop: Arc<AtomicBool>,
     batch: Batch,
     batch_bytes: usize,
@@ -142,7 +143,7 @@ impl Tailer {
     pub fn new(
         opts: TailerOptions,
         resume: Vec<Checkpoint>,
-        sink: SyncSender<Batch>,
+        sink: RecordSink,
         stop: Arc<AtomicBool>,
         links: TailerLinks,
     ) -> Tailer {
