@@ -1,12 +1,17 @@
 //! The HTTP API: `fn router(state) -> Router`, so tests can drive it without a port, and
 //! one [`ApiError`] that every handler returns, mapped to a status and `{"error": ...}`.
 
+mod auth;
 mod error;
 mod events;
 mod params;
 mod rotation;
 mod search;
 mod tail;
+#[cfg(test)]
+mod testkit;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -47,6 +52,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/rotate", post(rotation::rotate))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
         .with_state(state)
 }
 
