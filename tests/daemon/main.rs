@@ -7,3 +7,4 @@ mod harness;
 mod reading;
 mod rotation;
 mod search;
+mod tail;
