@@ -4,9 +4,11 @@
 
 use std::collections::HashSet;
 use std::fs;
+use std::io::BufRead;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -369,4 +371,58 @@ pub fn file_status<'a>(status: &'a Value, path: &Path) -> &'a Value {
         .iter()
         .find(|f| f["path"] == path.to_str().unwrap())
         .unwrap_or_else(|| panic!("{} not in status {status:#}", path.display()))
+}
+
+/// Lines to wait for in a follow; generous, since CI machines stall.
+pub const FOLLOW_WAIT: Duration = Duration::from_secs(30);
+
+/// A `logagg tail` running in the background, its output lines arriving on a channel.
+pub struct Follow {
+    pub child: Child,
+    pub lines: Receiver<String>,
+}
+
+impl Follow {
+    pub fn start(p: &Project, addr: &str, args: &[&str]) -> Follow {
+        let mut child = p
+            .command()
+            .env("TZ", "UTC")
+            .args(["--addr", addr, "tail"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(stdout).lines() {
+                if tx.send(l.unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        Follow { child, lines }
+    }
+
+    /// The next `n` lines, failing after [`FOLLOW_WAIT`] with what came.
+    pub fn take(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + FOLLOW_WAIT;
+        let mut got = Vec::new();
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => got.push(l),
+                Err(_) => panic!("wanted {n} lines within {FOLLOW_WAIT:?}, got {got:#?}"),
+            }
+        }
+        got
+    }
+}
+
+impl Drop for Follow {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -1,14 +1,12 @@
 //! `logagg tail` against a real daemon, as a user sees it: exact lines, exit codes, a
 //! closed pipe, a daemon that is down, and one that restarts under a follow.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
 
-use crate::harness::{append, Daemon, Project, BIN};
+use crate::harness::{append, Daemon, Follow, Project, BIN};
 
 /// Lines to wait for in a follow; generous, since CI machines stall.
 const WAIT: Duration = Duration::from_secs(20);
@@ -52,53 +50,6 @@ fn run(p: &Project, addr: &str, args: &[&str]) -> (Option<i32>, String, String) 
         String::from_utf8(out.stdout).unwrap(),
         String::from_utf8(out.stderr).unwrap(),
     )
-}
-
-/// A `logagg tail` running in the background, its output lines arriving on a channel.
-struct Follow {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Follow {
-    fn start(p: &Project, addr: &str, args: &[&str]) -> Follow {
-        let mut child = tail_cmd(p, addr, args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stdout).lines() {
-                if tx.send(l.unwrap()).is_err() {
-                    return;
-                }
-            }
-        });
-        Follow { child, lines }
-    }
-
-    /// The next `n` lines, failing after [`WAIT`] with what came.
-    fn take(&self, n: usize) -> Vec<String> {
-        let deadline = Instant::now() + WAIT;
-        let mut got = Vec::new();
-        while got.len() < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => got.push(l),
-                Err(_) => panic!("wanted {n} lines within {WAIT:?}, got {got:#?}"),
-            }
-        }
-        got
-    }
-}
-
-impl Drop for Follow {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn started(p: &Project) -> Daemon {

@@ -15,7 +15,7 @@ const SECRET: &str = "hunter2-xyz";
 
 /// A logagg following PM2's own log directory and listening to its bus, debug logging
 /// on (so a leak into the daemon's log would show), connected before it returns.
-fn start_logagg(p: &Project, pm2: &Pm2) -> Daemon {
+pub(crate) fn start_logagg(p: &Project, pm2: &Pm2) -> Daemon {
     let logs = format!("{}/logs/*.log", pm2.home().display());
     let d = p.start_with_env(&[
         ("LOGAGG_PM2_HOME", pm2.home().to_str().unwrap()),
@@ -65,7 +65,7 @@ fn of_kind<'a>(list: &'a [Value], event: &str) -> Vec<&'a Value> {
 }
 
 /// Starts `name` running `source` with autorestart and the secret in its environment.
-fn start_crashing_app(pm2: &Pm2, name: &str, source: &str, extra: Value) {
+pub(crate) fn start_crashing_app(pm2: &Pm2, name: &str, source: &str, extra: Value) {
     let script = pm2.apps_dir().join(format!("{name}.js"));
     std::fs::write(&script, source).unwrap();
     let mut app = json!({

@@ -9,3 +9,4 @@ mod daemon_harness;
 mod harness;
 mod rotation;
 mod rpc;
+mod tail;
