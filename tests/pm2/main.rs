@@ -7,5 +7,6 @@ mod bus;
 #[path = "../daemon/harness.rs"]
 mod daemon_harness;
 mod harness;
+mod kit;
 mod rotation;
 mod rpc;
