@@ -7,6 +7,7 @@ mod bus;
 #[path = "../daemon/harness.rs"]
 mod daemon_harness;
 mod harness;
+mod kit;
 mod rotation;
 mod rpc;
 mod tail;
