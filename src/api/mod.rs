@@ -12,6 +12,7 @@ mod tail;
 mod testkit;
 #[cfg(test)]
 mod tests;
+mod web;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,6 +45,9 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(web::index))
+        .route("/assets/app.js", get(web::app_js))
+        .route("/assets/style.css", get(web::style_css))
         .route("/healthz", get(healthz))
         .route("/api/search", get(search::search))
         .route("/api/events", get(events::events))

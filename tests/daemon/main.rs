@@ -4,7 +4,12 @@
 mod config;
 mod crash;
 mod harness;
+// npm ci of package.json's pins, shared with the `pm2` test binary.
+#[allow(dead_code)]
+#[path = "../pm2/harness.rs"]
+mod node_harness;
 mod reading;
 mod rotation;
 mod search;
 mod tail;
+mod web;

@@ -30,21 +30,32 @@ pub fn pm2_bin() -> PathBuf {
 }
 
 /// Installs PM2 with `npm ci` unless the pinned version is already in node_modules.
-/// Once per test process; a lock file in Cargo's target directory keeps test binaries
-/// that run at the same time from installing over each other.
 pub fn ensure_pm2() {
+    ensure_node_deps();
+    assert!(
+        pm2_bin().exists(),
+        "{} is missing after `npm ci`",
+        pm2_bin().display()
+    );
+}
+
+/// Installs package.json's devDependencies (PM2, playwright-core) with `npm ci` unless
+/// node_modules already holds every pinned version. Once per test process; a lock file in
+/// Cargo's target directory keeps test binaries that run at the same time from installing
+/// over each other.
+pub fn ensure_node_deps() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         for tool in ["node", "npm"] {
             match Command::new(tool).arg("--version").output() {
                 Ok(out) if out.status.success() => {}
                 Ok(out) => panic!(
-                    "`{tool} --version` failed ({}): the PM2 tests need Node.js and npm\n{}",
+                    "`{tool} --version` failed ({}): these tests need Node.js and npm\n{}",
                     out.status,
                     String::from_utf8_lossy(&out.stderr)
                 ),
                 Err(e) => panic!(
-                    "cannot run `{tool}` ({e}): the PM2 tests need Node.js and npm on PATH \
+                    "cannot run `{tool}` ({e}): these tests need Node.js and npm on PATH \
                      (Debian: apt-get install nodejs npm)"
                 ),
             }
@@ -63,7 +74,7 @@ pub fn ensure_pm2() {
             std::io::Error::last_os_error()
         );
 
-        if installed_version().as_deref() != Some(pinned_version().as_str()) {
+        if !missing_node_deps().is_empty() {
             let out = Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund"])
                 .current_dir(REPO)
@@ -78,18 +89,26 @@ pub fn ensure_pm2() {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        assert_eq!(
-            installed_version().as_deref(),
-            Some(pinned_version().as_str()),
-            "node_modules does not hold the PM2 that package.json pins, even after `npm ci`"
-        );
+        let missing = missing_node_deps();
         assert!(
-            pm2_bin().exists(),
-            "{} is missing after `npm ci`",
-            pm2_bin().display()
+            missing.is_empty(),
+            "node_modules does not hold what package.json pins, even after `npm ci`: {missing:?}"
         );
         drop(lock);
     });
+}
+
+/// The devDependencies of package.json whose pinned version is not in node_modules.
+fn missing_node_deps() -> Vec<String> {
+    let text = fs::read_to_string(Path::new(REPO).join("package.json")).unwrap();
+    let package: Value = serde_json::from_str(&text).unwrap();
+    let pins = package["devDependencies"]
+        .as_object()
+        .expect("package.json has devDependencies");
+    pins.iter()
+        .filter(|(name, pin)| installed_version(name).as_deref() != pin.as_str())
+        .map(|(name, pin)| format!("{name}@{}", pin.as_str().unwrap_or("?")))
+        .collect()
 }
 
 /// The PM2 version package.json pins (an exact version, no range).
@@ -102,8 +121,12 @@ pub fn pinned_version() -> String {
         .to_string()
 }
 
-fn installed_version() -> Option<String> {
-    let text = fs::read_to_string(Path::new(REPO).join("node_modules/pm2/package.json")).ok()?;
+fn installed_version(package: &str) -> Option<String> {
+    let path = Path::new(REPO)
+        .join("node_modules")
+        .join(package)
+        .join("package.json");
+    let text = fs::read_to_string(path).ok()?;
     let package: Value = serde_json::from_str(&text).ok()?;
     Some(package["version"].as_str()?.to_string())
 }
