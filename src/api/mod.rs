@@ -3,10 +3,15 @@
 
 mod error;
 mod events;
+mod histogram;
+mod metrics;
 mod params;
 mod rotation;
 mod search;
+mod services;
 mod tail;
+#[cfg(test)]
+mod testing;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,6 +40,8 @@ pub struct AppState {
     pub board: RotationBoard,
     pub config: Arc<Config>,
     pub live: Live,
+    pub metrics: crate::metrics::Metrics,
+    pub pm2_status: crate::pm2::status::Pm2Status,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -45,6 +52,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/tail", get(tail::tail))
         .route("/api/status", get(rotation::status))
         .route("/api/rotate", post(rotation::rotate))
+        .route("/api/services", get(services::services))
+        .route("/api/histogram", get(histogram::histogram))
+        .route("/metrics", get(metrics::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
