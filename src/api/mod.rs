@@ -3,12 +3,12 @@
 
 mod error;
 mod events;
-mod histogram;
+pub mod histogram;
 mod metrics;
 mod params;
 mod rotation;
 mod search;
-mod services;
+pub mod services;
 mod tail;
 #[cfg(test)]
 mod testing;
