@@ -62,7 +62,11 @@ pub async fn histogram(
     let now = Utc::now();
     let (since, until) = p.time_range(now)?;
     let until = until.unwrap_or(now);
-    let since = since.unwrap_or(until - chrono::Duration::hours(1));
+    let since = since.unwrap_or_else(|| {
+        until
+            .checked_sub_signed(chrono::Duration::hours(1))
+            .unwrap_or(until)
+    });
     if since > until {
         return Err(ApiError::BadRequest(
             "parameter \"since\" is later than \"until\"".into(),
@@ -326,6 +330,11 @@ mod route_tests {
         assert!(n == 60 || n == 61, "{n} buckets");
         assert_eq!(got["total"], 0);
         assert_eq!(got["markers"], json!([]));
+        // 246,000 years back: whole days, still at most 120 buckets.
+        let got = get_json(&state, "/api/histogram?since=90000000d").await;
+        assert_eq!(got["interval_s"].as_u64().unwrap() % 86_400, 0);
+        assert!(got["buckets"].as_array().unwrap().len() <= 120);
+        assert_eq!(got["total"], 6, "every line");
     }
 
     #[tokio::test]
@@ -365,6 +374,11 @@ mod route_tests {
             ),
             ("q=timeout AND (", "parameter \"q\": Syntax Error"),
             ("q=a&q=b", "parameter \"q\" may be given only once"),
+            // The ends of the calendar do not overflow anything.
+            (
+                "since=90000000d&interval=1s",
+                "parameter \"interval\": 77760",
+            ),
         ] {
             let err = bad_request(
                 &state,

@@ -30,30 +30,32 @@ impl Buckets {
     /// The buckets of width `width_s` seconds, aligned to multiples of it since the
     /// epoch, that cover `[since, until)`.
     pub fn covering(since: DateTime<Utc>, until: DateTime<Utc>, width_s: u64) -> Buckets {
-        let width = i64::try_from(width_s.max(1))
-            .unwrap_or(i64::MAX / 1_000_000)
-            .saturating_mul(1_000_000);
-        let first = since.timestamp_micros().div_euclid(width) * width;
-        let span = until.timestamp_micros().saturating_sub(first).max(0);
+        // i128: a range near the ends of chrono's calendar and a long interval must not
+        // overflow on the way.
+        let width = (i128::from(width_s.max(1)) * 1_000_000).min(i128::from(i64::MAX));
+        let since = i128::from(since.timestamp_micros());
+        let first = since.div_euclid(width) * width;
+        let span = (i128::from(until.timestamp_micros()) - first).max(0);
         // Ceiling: a range ending inside a bucket still needs that bucket.
         let count = usize::try_from((span + width - 1) / width).unwrap_or(usize::MAX);
         Buckets {
-            first,
-            width,
+            first: i64::try_from(first).unwrap_or(i64::MIN),
+            width: width as i64,
             count,
         }
     }
 
     /// The start of bucket `i`, in microseconds.
     pub fn start(&self, i: usize) -> i64 {
-        self.first + self.width * i as i64
+        self.first.saturating_add(
+            self.width
+                .saturating_mul(i64::try_from(i).unwrap_or(i64::MAX)),
+        )
     }
 
     fn index_of(&self, ts: i64) -> Option<u32> {
-        if ts < self.first {
-            return None;
-        }
-        let i = (ts - self.first) / self.width;
+        let since_first = ts.checked_sub(self.first).filter(|d| *d >= 0)?;
+        let i = since_first / self.width;
         (i < self.count as i64).then_some(i as u32)
     }
 }
