@@ -12,8 +12,9 @@ use serde_json::{json, Value};
 use crate::harness::{append, Daemon, Project};
 
 /// The lines of `search.rs`'s seeded project: two services, seven lines a minute apart.
+/// They are days old: no age limit, so the files are rotated only when a test asks.
 fn seeded() -> Project {
-    let p = Project::new("");
+    let p = Project::new("[rotation]\nmax_age = \"\"");
     append(
         &p.log("duck-out.log"),
         "2026-11-22T10:00:00: duck starting\n\
@@ -59,6 +60,12 @@ fn event(name: &str, event: &str, at: &str, status: &str, restarts: u64) -> Vec<
 /// and was restarted by PM2 at 10:03:30, api was stopped at 10:05:30. The connection is
 /// returned so PM2 does not look gone.
 fn running() -> (Project, Daemon, UnixStream) {
+    let (p, d, conn, _) = running_with_bus();
+    (p, d, conn)
+}
+
+/// [`running`], with the fake bus's listener, to accept the daemon's next connection.
+fn running_with_bus() -> (Project, Daemon, UnixStream, UnixListener) {
     let p = seeded();
     let home = p.path().join("pm2");
     std::fs::create_dir_all(&home).unwrap();
@@ -71,7 +78,7 @@ fn running() -> (Project, Daemon, UnixStream) {
     bytes.extend(event("api", "stop", "2026-11-22T10:05:30Z", "stopped", 0));
     conn.write_all(&bytes).unwrap();
     d.wait_total(&[], 9, 30);
-    (p, d, conn)
+    (p, d, conn, listener)
 }
 
 /// `logagg ARGS` against `d`, in UTC.
@@ -278,7 +285,7 @@ fn stats_draws_a_row_per_service_and_lists_the_markers() {
 
 #[test]
 fn histogram_and_metrics_over_http() {
-    let (_p, d, _pm2) = running();
+    let (_p, d, pm2, listener) = running_with_bus();
     let (status, body) = d.get(
         "/api/histogram",
         &[
@@ -335,4 +342,28 @@ fn histogram_and_metrics_over_http() {
     assert!(count("logagg_index_commit_seconds_count") >= 1);
     // wait_total's searches and the one above.
     assert!(count("logagg_search_seconds_count") >= 2);
+
+    // A rotation and a reconnection to PM2's bus are counted.
+    let resp = ureq::post(format!("http://{}/api/rotate?service=api", d.addr))
+        .send_empty()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    let rotated: Value = serde_json::from_str(&resp).unwrap();
+    assert_eq!(rotated["rotated"][0]["error"], Value::Null, "{rotated}");
+    drop(pm2);
+    let (_pm2, _) = listener.accept().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let (_, _, text) = get_text(&d, "/metrics");
+        if text.contains("\nlogagg_bus_reconnects_total 1\n")
+            || std::time::Instant::now() > deadline
+        {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(text.contains("\nlogagg_rotations_total 1\n"), "{text}");
+    assert!(text.contains("\nlogagg_bus_reconnects_total 1\n"), "{text}");
 }
