@@ -63,7 +63,7 @@ mod tests {
         let (_dir, state) = state_with(vec![]);
         assert_eq!(
             bad_request(&state, "/metrics?name=x").await,
-            "unknown parameter \"name\" (known: )"
+            "unknown parameter \"name\" (this route takes none)"
         );
     }
 }

@@ -229,7 +229,7 @@ mod tests {
         );
         assert_eq!(
             bad_request(&state, "/api/services?service=duck").await,
-            "unknown parameter \"service\" (known: )"
+            "unknown parameter \"service\" (this route takes none)"
         );
     }
 }
