@@ -74,6 +74,12 @@ async fn serve(config: &Config) -> Result<()> {
         e => e.into(),
     })?;
     let mut indexer = indexer;
+    let metrics = crate::metrics::Metrics::default();
+    indexer.set_metrics(metrics.clone());
+    let bus_watch = pm2::bus::BusWatch {
+        metrics: metrics.clone(),
+        status: Default::default(),
+    };
     let mut resume = indexer.checkpoints();
     let startup = rotate::prepare(config, &mut resume)
         .context("cannot recover the rotations of the previous run")?;
@@ -98,10 +104,11 @@ async fn serve(config: &Config) -> Result<()> {
     let bus_thread = match config.pm2.bus {
         true => {
             let (home, tx, stop) = (config.pm2.home.clone(), tx.clone(), stop.clone());
+            let watch = bus_watch.clone();
             Some(
                 std::thread::Builder::new()
                     .name("pm2-bus".into())
-                    .spawn(move || pm2::bus::run(&home, tx, stop))?,
+                    .spawn(move || pm2::bus::run(&home, tx, stop, watch))?,
             )
         }
         false => None,
@@ -150,7 +157,8 @@ async fn serve(config: &Config) -> Result<()> {
         committed,
         board.clone(),
         stop.clone(),
-    );
+    )
+    .with_metrics(metrics.clone());
     let rotate_thread = std::thread::Builder::new()
         .name("rotate".into())
         .spawn(move || rotator.run())?;
@@ -172,6 +180,8 @@ async fn serve(config: &Config) -> Result<()> {
         board,
         config: Arc::new(config.clone()),
         live: live.clone(),
+        metrics,
+        pm2_status: bus_watch.status,
     };
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(async move {

@@ -4,10 +4,15 @@
 mod auth;
 mod error;
 mod events;
+pub mod histogram;
+mod metrics;
 mod params;
 mod rotation;
 mod search;
+pub mod services;
 mod tail;
+#[cfg(test)]
+mod testing;
 #[cfg(test)]
 mod testkit;
 #[cfg(test)]
@@ -41,6 +46,8 @@ pub struct AppState {
     pub board: RotationBoard,
     pub config: Arc<Config>,
     pub live: Live,
+    pub metrics: crate::metrics::Metrics,
+    pub pm2_status: crate::pm2::status::Pm2Status,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -54,6 +61,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/tail", get(tail::tail))
         .route("/api/status", get(rotation::status))
         .route("/api/rotate", post(rotation::rotate))
+        .route("/api/services", get(services::services))
+        .route("/api/histogram", get(histogram::histogram))
+        .route("/metrics", get(metrics::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

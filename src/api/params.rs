@@ -19,10 +19,12 @@ impl Params {
         let mut values: HashMap<String, Vec<String>> = HashMap::new();
         for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
             if !known.contains(&k.as_ref()) {
+                let expected = match known {
+                    [] => "this route takes none".to_string(),
+                    _ => format!("known: {}", known.join(", ")),
+                };
                 return Err(ApiError::BadRequest(format!(
-                    "unknown parameter \"{}\" (known: {})",
-                    k,
-                    known.join(", ")
+                    "unknown parameter \"{k}\" ({expected})"
                 )));
             }
             if v.is_empty() {

@@ -22,9 +22,11 @@ pub async fn search(
 ) -> Result<Json<SearchResult>, ApiError> {
     let req = request_from(&Params::parse(raw.as_deref(), KNOWN)?)?;
     let timeline = state.timeline.clone();
+    let started = std::time::Instant::now();
     let result = tokio::task::spawn_blocking(move || search::search(&timeline, &req))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
+    state.metrics.observe_search(started.elapsed());
     match result {
         Ok(r) => Ok(Json(r)),
         Err(SearchError::Query(e)) => Err(ApiError::BadRequest(format!("parameter \"q\": {e}"))),

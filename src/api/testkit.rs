@@ -1,8 +1,6 @@
-//! Test fixture for the API: a real tantivy index in a temp dir, records put through the
-//! real indexer, and requests sent to `router(state)` without a port.
+//! The API test fixture as an object, for the tests of `api::tests`: the state of
+//! [`state_configured`], requests with headers, 400 checks, and an SSE reader.
 
-use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,20 +11,15 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
+use super::testing::state_configured;
 use super::{router, AppState};
 use crate::config::Config;
-use crate::index::writer::{Indexer, IndexerOptions};
-use crate::index::Timeline;
-use crate::live::{Live, LiveLimits, LiveRecord};
+use crate::live::LiveRecord;
 use crate::parse::level::detect_level;
 use crate::record::{Kind, Record, Stream, TsSource};
-use crate::rotate::{RotateMsg, RotationBoard};
-use crate::tail::{Batch, Followed};
 
 pub struct TestApi {
     pub state: AppState,
-    /// Kept so the rotate channel stays open.
-    _rotate_rx: std::sync::mpsc::Receiver<RotateMsg>,
     _dir: tempfile::TempDir,
 }
 
@@ -56,47 +49,8 @@ pub fn line(sec: u32, service: &str, stream: Stream, message: &str) -> Record {
 impl TestApi {
     /// An API over an index holding `records`, with `config` tweaked by `tweak`.
     pub fn new(records: Vec<Record>, tweak: impl FnOnce(&mut Config)) -> TestApi {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::defaults(dir.path());
-        tweak(&mut config);
-        let timeline = Timeline::open(&dir.path().join("index")).unwrap();
-        let indexer = Indexer::new(
-            &timeline,
-            IndexerOptions {
-                commit_interval: Duration::from_millis(20),
-                retention: Duration::from_secs(3650 * 24 * 3600),
-                writer_memory: 15 << 20,
-            },
-        )
-        .unwrap();
-        let (tx, rx) = sync_channel(1);
-        tx.send(Batch {
-            records,
-            checkpoints: vec![],
-            dropped: vec![],
-        })
-        .unwrap();
-        drop(tx);
-        indexer.run(rx);
-        timeline.reader.reload().unwrap();
-        let (rotate, rotate_rx) = sync_channel(4);
-        let live = Live::new(LiveLimits {
-            records: config.api.live_buffer as usize,
-            bytes: 64 << 20,
-        });
-        TestApi {
-            state: AppState {
-                timeline,
-                ready: Arc::new(AtomicBool::new(true)),
-                rotate,
-                followed: Followed::default(),
-                board: RotationBoard::default(),
-                config: Arc::new(config),
-                live,
-            },
-            _rotate_rx: rotate_rx,
-            _dir: dir,
-        }
+        let (dir, state) = state_configured(records, tweak);
+        TestApi { state, _dir: dir }
     }
 
     /// Records arriving live (as the tailer publishes them).

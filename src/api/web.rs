@@ -45,38 +45,17 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
-    use std::sync::Arc;
-
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use tower::ServiceExt;
 
-    use crate::api::{router, AppState};
-    use crate::config::Config;
-    use crate::index::Timeline;
-    use crate::live::{Live, LiveLimits};
-
-    fn state(dir: &std::path::Path) -> AppState {
-        let (rotate, _) = std::sync::mpsc::sync_channel(1);
-        AppState {
-            timeline: Timeline::open(&dir.join("index")).unwrap(),
-            ready: Arc::new(AtomicBool::new(true)),
-            rotate,
-            followed: Default::default(),
-            board: Default::default(),
-            config: Arc::new(Config::defaults(dir)),
-            live: Live::new(LiveLimits {
-                records: 16,
-                bytes: 1 << 16,
-            }),
-        }
-    }
+    use crate::api::router;
+    use crate::api::testing::state_with;
 
     /// (status, content type, cache control, body) of `GET path`.
     async fn get(path: &str) -> (StatusCode, String, String, String) {
-        let dir = tempfile::tempdir().unwrap();
-        let resp = router(state(dir.path()))
+        let (_dir, state) = state_with(vec![]);
+        let resp = router(state)
             .oneshot(Request::get(path).body(Body::empty()).unwrap())
             .await
             .unwrap();

@@ -5,6 +5,8 @@
 mod format;
 mod rotation;
 mod search;
+mod services;
+mod stats;
 mod tail;
 
 use std::path::PathBuf;
@@ -42,6 +44,10 @@ pub enum Command {
     Tail(tail::TailArgs),
     /// Rotate live files now, whatever their size and age.
     Rotate(rotation::RotateArgs),
+    /// Every service: PM2 status, instances, files, lines, bytes, last record, restarts.
+    Services(services::ServicesArgs),
+    /// Lines per time bucket and service as a terminal chart, with the markers.
+    Stats(stats::StatsArgs),
     /// Every live file: size, archives, rotations, and bytes lost by copytruncate.
     Status {
         /// The API's JSON instead of a table.
@@ -95,6 +101,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Search(args) => search::run(&args, &endpoint(&cli.addr, &config)),
         Command::Tail(args) => tail::run(&args, &endpoint(&cli.addr, &config)),
         Command::Rotate(args) => rotation::rotate(&args, &endpoint(&cli.addr, &config)),
+        Command::Services(args) => services::run(&args, &endpoint(&cli.addr, &config)),
+        Command::Stats(args) => stats::run(&args, &endpoint(&cli.addr, &config)),
         Command::Status { json } => rotation::status(json, &endpoint(&cli.addr, &config)),
         Command::Config {
             command: ConfigCommand::Check,

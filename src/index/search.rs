@@ -233,7 +233,10 @@ fn ts_term(f: &Fields, micros: i64) -> Term {
     Term::from_field_i64(f.ts, micros)
 }
 
-fn build_query(timeline: &Timeline, req: &SearchRequest) -> Result<Box<dyn Query>, SearchError> {
+pub(crate) fn build_query(
+    timeline: &Timeline,
+    req: &SearchRequest,
+) -> Result<Box<dyn Query>, SearchError> {
     let f = &timeline.fields;
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     let q = req.q.trim();

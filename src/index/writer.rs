@@ -2,7 +2,7 @@
 //! and commits every `commit_interval` (sooner under load) with the checkpoints of every
 //! file in the commit payload; the reader is reloaded right after, so searches see it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -13,7 +13,8 @@ use tantivy::{IndexWriter, TantivyDocument, Term};
 use tracing::{debug, error, warn};
 
 use super::{Fields, IndexError, Timeline};
-use crate::record::Record;
+use crate::metrics::{Ingested, Metrics};
+use crate::record::{Kind, Record};
 use crate::tail::checkpoint::{Checkpoint, CheckpointSet};
 use crate::tail::identity::FileKey;
 use crate::tail::Batch;
@@ -48,6 +49,7 @@ pub struct Indexer {
     committed: Committed,
     /// Whether segments are merged (off while ingest is behind).
     merging: bool,
+    metrics: Metrics,
 }
 
 impl Indexer {
@@ -80,6 +82,7 @@ impl Indexer {
             last_retention: None,
             committed,
             merging: true,
+            metrics: Metrics::default(),
         })
     }
 
@@ -113,6 +116,11 @@ impl Indexer {
             self.writer
                 .set_merge_policy(Box::new(tantivy::merge_policy::NoMergePolicy));
         }
+    }
+
+    /// Where lines indexed and commit times are counted for `/metrics`.
+    pub fn set_metrics(&mut self, metrics: Metrics) {
+        self.metrics = metrics;
     }
 
     /// The shared view of the last commit's checkpoints.
@@ -169,10 +177,17 @@ impl Indexer {
         // next retention pass to delete would be wasted work.
         let cutoff = self.retention_cutoff();
         let mut expired = 0usize;
+        // Summed here so the metrics' lock is taken once per batch.
+        let mut ingested: HashMap<&str, Ingested> = HashMap::new();
         for rec in &batch.records {
             if cutoff.is_some_and(|c| rec.ts.timestamp_micros() < c) {
                 expired += 1;
                 continue;
+            }
+            if rec.kind == Kind::Line {
+                let i = ingested.entry(&rec.service).or_default();
+                i.lines += 1;
+                i.bytes += rec.message.len() as u64;
             }
             if let Err(e) = self.writer.add_document(to_document(&self.fields, rec)) {
                 // Only a dead indexing thread makes this fail; nothing can be stored.
@@ -182,6 +197,7 @@ impl Indexer {
         if expired > 0 {
             debug!(expired, "skipped records older than the retention");
         }
+        self.metrics.add_ingested(ingested);
         self.uncommitted += batch.records.len();
         for cp in batch.checkpoints {
             self.checkpoints.insert(cp.key, cp);
@@ -239,6 +255,7 @@ impl Indexer {
         });
         match result {
             Ok(_) => {
+                self.metrics.observe_commit(started.elapsed());
                 debug!(
                     records = self.uncommitted,
                     took_ms = started.elapsed().as_millis() as u64,

@@ -27,7 +27,9 @@ use tracing::{debug, info, warn};
 
 use super::amp::{Arg, Decoder};
 use super::events::Translator;
+use super::status::Pm2Status;
 use crate::live::RecordSink;
+use crate::metrics::Metrics;
 use crate::record::Record;
 use crate::tail::Batch;
 
@@ -57,9 +59,19 @@ const MAX_WARNINGS: u32 = 5;
 /// Distinct unknown topics named in the log per connection.
 const MAX_TOPICS: usize = 16;
 
+/// What the bus thread reports beside its records: reconnections, and the status PM2
+/// gave each service.
+#[derive(Clone, Default)]
+pub struct BusWatch {
+    pub metrics: Metrics,
+    pub status: Pm2Status,
+}
+
 /// Runs the subscriber on `pm2_home/pub.sock` until `stop` is set or the index hangs up.
-pub fn run(pm2_home: &Path, tx: RecordSink, stop: Arc<AtomicBool>) {
-    Subscriber::new(pm2_home.join(PUB_SOCKET), tx, stop).run();
+pub fn run(pm2_home: &Path, tx: RecordSink, stop: Arc<AtomicBool>, watch: BusWatch) {
+    let mut s = Subscriber::new(pm2_home.join(PUB_SOCKET), tx, stop);
+    s.watch = watch;
+    s.run();
 }
 
 struct Subscriber {
@@ -69,6 +81,7 @@ struct Subscriber {
     translator: Translator,
     /// Records the index had no room for yet.
     outbox: Vec<Record>,
+    watch: BusWatch,
 }
 
 /// How one connection ended.
@@ -93,6 +106,7 @@ impl Subscriber {
             stop,
             translator,
             outbox: Vec::new(),
+            watch: BusWatch::default(),
         }
     }
 
@@ -108,9 +122,14 @@ impl Subscriber {
         // The last connection gave nothing usable (a peer that only sends garbage): its
         // reconnections are logged at debug level and keep backing off.
         let mut flapping = false;
+        let mut connected_before = false;
         while !self.stop.load(Ordering::Relaxed) {
             match UnixStream::connect(&self.socket) {
                 Ok(stream) => {
+                    if connected_before {
+                        self.watch.metrics.bus_reconnected();
+                    }
+                    connected_before = true;
                     if flapping {
                         debug!(socket = %self.socket.display(), "connected to PM2's bus again");
                     } else {
@@ -273,6 +292,7 @@ impl Subscriber {
         else {
             return Err(Problem::Bad("not a [topic, JSON payload] pair".to_string()));
         };
+        self.watch.status.note(&topic, &payload);
         match self.translator.handle(&topic, &payload, Utc::now()) {
             Ok(out) => {
                 records.extend(out);
@@ -368,9 +388,10 @@ mod tests {
         let listener = UnixListener::bind(home.path().join(PUB_SOCKET)).unwrap();
         let (tx, rx) = sync_channel(4);
         let stop = Arc::new(AtomicBool::new(false));
+        let watch = BusWatch::default();
         let thread = {
-            let (home, stop) = (home.path().to_path_buf(), stop.clone());
-            std::thread::spawn(move || run(&home, tx.into(), stop))
+            let (home, stop, watch) = (home.path().to_path_buf(), stop.clone(), watch.clone());
+            std::thread::spawn(move || run(&home, tx.into(), stop, watch))
         };
         let (mut conn, _) = listener.accept().unwrap();
         let mut bytes = event("exit", "stopped", 3, 3);
@@ -403,6 +424,12 @@ mod tests {
             "{:?}",
             asked.elapsed()
         );
+        // The status of the last event, and one connection made again.
+        assert_eq!(watch.status.get("duck").as_deref(), Some("online"));
+        assert!(watch
+            .metrics
+            .render(0)
+            .contains("\nlogagg_bus_reconnects_total 1\n"));
     }
 
     #[test]
@@ -412,7 +439,7 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (home, stop) = (home.path().to_path_buf(), stop.clone());
-            std::thread::spawn(move || run(&home, tx.into(), stop))
+            std::thread::spawn(move || run(&home, tx.into(), stop, BusWatch::default()))
         };
         std::thread::sleep(Duration::from_millis(500));
         // PM2 appears late: the subscriber finds it.
@@ -444,7 +471,7 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (home, stop) = (home.path().to_path_buf(), stop.clone());
-            std::thread::spawn(move || run(&home, tx.into(), stop))
+            std::thread::spawn(move || run(&home, tx.into(), stop, BusWatch::default()))
         };
         let (mut conn, _) = listener.accept().unwrap();
         conn.set_write_timeout(Some(Duration::from_secs(10)))

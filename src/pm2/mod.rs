@@ -6,3 +6,4 @@ pub mod bus;
 pub mod events;
 pub mod naming;
 pub mod rpc;
+pub mod status;

@@ -23,6 +23,7 @@ use super::journal::{self, Journal};
 use super::status::{self, RotationBoard};
 use crate::config::{Config, RotationMethod, RotationPolicy};
 use crate::index::Committed;
+use crate::metrics::Metrics;
 use crate::pm2::naming::origin_of;
 use crate::pm2::rpc::RpcClient;
 use crate::tail::identity::FileKey;
@@ -141,6 +142,7 @@ pub struct Rotator {
     /// Archives ready to compress go to their own thread, so a big gzip never delays
     /// the next rotation.
     compressor: Sender<Pending>,
+    metrics: Metrics,
 }
 
 impl Rotator {
@@ -171,9 +173,16 @@ impl Rotator {
             pending: startup.pending,
             stop,
             failed: Default::default(),
+            metrics: Metrics::default(),
             // The first sweep runs at start.
             last_sweep: Instant::now() - SWEEP_EVERY,
         }
+    }
+
+    /// Where rotations are counted for `/metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Rotator {
+        self.metrics = metrics;
+        self
     }
 
     pub fn run(mut self) {
@@ -290,6 +299,7 @@ impl Rotator {
             Ok((method, archive)) => {
                 info!(path = %state.path.display(), method, archive = %archive.display(), why, "rotated");
                 self.failed.remove(&state.key);
+                self.metrics.rotated();
                 status::update(&self.board, &state.path, |r| {
                     r.rotations += 1;
                     r.last_rotation = Some(Utc::now());
