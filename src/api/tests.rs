@@ -445,3 +445,94 @@ async fn a_slow_follower_gets_dropped_without_slowing_ingest_or_others() {
     assert!(dropped > 0, "the slow follower was never dropped");
     assert_eq!(last_seen, Some(TOTAL as u64 - 1));
 }
+
+/// A live follow with `q` shows exactly what `/api/search` with that `q` returns once
+/// the records are indexed: the in-memory matcher and tantivy agree.
+#[tokio::test]
+async fn live_query_matching_agrees_with_the_index() {
+    let texts = [
+        "GET /users 200 in 12ms",
+        "GET /orders 504 upstream timeout",
+        "ERROR upstream timeout after 30s",
+        "WARN retrying upstream (attempt 2)",
+        "quack quack",
+        "Timeout while connecting to db-01",
+        "timeouts are configured per route",
+        "user 42 logged in from 10.0.0.7",
+        "payment failed: card_declined",
+        "café crème served",
+        "upstream healthy again",
+        "",
+    ];
+    let records: Vec<Record> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let service = if i % 2 == 0 { "duck" } else { "api" };
+            line(i as u32, service, Stream::Out, m)
+        })
+        .collect();
+    let api = TestApi::new(records.clone(), |_| {});
+    let queries = [
+        "timeout",
+        "timeout AND upstream",
+        "timeout upstream",
+        "timeout OR quack",
+        "upstream -timeout",
+        "upstream AND NOT timeout",
+        "\"upstream timeout\"",
+        "\"timeout upstream\"",
+        "time*",
+        "GET",
+        "get /users",
+        "card_declined",
+        "café",
+        "10.0.0.7",
+        "service:api AND upstream",
+        "level:error",
+        "(quack OR users) AND -orders",
+        "*",
+    ];
+    for q in queries {
+        let enc: String = form_urlencoded::byte_serialize(q.as_bytes()).collect();
+        let (status, body) = api
+            .get(&format!("/api/search?q={enc}&order=asc&limit=100"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{q}: {body}");
+        let indexed: Vec<String> = messages(&body).iter().map(|m| m.to_string()).collect();
+
+        let mut follow = tail(&api, &format!("q={enc}&n=0")).await;
+        assert_eq!(follow.next(WAIT).await.unwrap().event, "caught-up");
+        // The same records again, live (different offsets: new records), then a
+        // sentinel every query lets through last.
+        let live: Vec<Record> = records
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.offset += 1_000_000;
+                r
+            })
+            .collect();
+        api.publish(&live);
+        let mut shown = Vec::new();
+        while shown.len() < indexed.len() {
+            match follow.next(Duration::from_millis(500)).await {
+                Some(e) => shown.extend(record_messages(&[e])),
+                None => break,
+            }
+        }
+        // Nothing more than the index gave.
+        if let Some(e) = follow.next(Duration::from_millis(100)).await {
+            shown.extend(record_messages(&[e]));
+        }
+        assert_eq!(shown, indexed, "query {q:?}: live vs index");
+        if q == "upstream AND NOT timeout" {
+            // A group of exclusions alone means "everything except" (tantivy alone
+            // would match nothing there).
+            assert_eq!(
+                indexed,
+                ["WARN retrying upstream (attempt 2)", "upstream healthy again"]
+            );
+        }
+    }
+}

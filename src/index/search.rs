@@ -3,6 +3,7 @@
 //! then file, then position in the file) with a cursor to page on.
 
 use std::ops::Bound;
+use tantivy::query_grammar::{Occur as GrammarOccur, UserInputAst, UserInputLeaf};
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -233,6 +234,36 @@ fn ts_term(f: &Fields, micros: i64) -> Term {
     Term::from_field_i64(f.ts, micros)
 }
 
+/// `upstream AND NOT timeout`: tantivy matches nothing with a group made only of
+/// exclusions (`NOT timeout` on its own), so the whole query would find nothing. A user
+/// means "everything except", so such a group gets an implicit "all" to exclude from (the
+/// live matcher, `live::matcher`, reads it the same way).
+fn with_negations_completed(ast: UserInputAst) -> UserInputAst {
+    match ast {
+        UserInputAst::Clause(clauses) => {
+            let mut clauses: Vec<_> = clauses
+                .into_iter()
+                .map(|(occur, sub)| (occur, with_negations_completed(sub)))
+                .collect();
+            if !clauses.is_empty()
+                && clauses
+                    .iter()
+                    .all(|(o, _)| *o == Some(GrammarOccur::MustNot))
+            {
+                clauses.push((
+                    Some(GrammarOccur::Must),
+                    UserInputAst::Leaf(Box::new(UserInputLeaf::All)),
+                ));
+            }
+            UserInputAst::Clause(clauses)
+        }
+        UserInputAst::Boost(inner, boost) => {
+            UserInputAst::Boost(Box::new(with_negations_completed(*inner)), boost)
+        }
+        leaf => leaf,
+    }
+}
+
 pub(crate) fn build_query(
     timeline: &Timeline,
     req: &SearchRequest,
@@ -245,8 +276,13 @@ pub(crate) fn build_query(
         // `timeout upstream` means both words, as in grep pipelines and logcli; OR must
         // be written out.
         parser.set_conjunction_by_default();
+        let ast = tantivy::query_grammar::parse_query(q).map_err(|_| {
+            SearchError::Query(
+                tantivy::query::QueryParserError::SyntaxError(q.to_string()).to_string(),
+            )
+        })?;
         let parsed = parser
-            .parse_query(q)
+            .build_query_from_user_input_ast(with_negations_completed(ast))
             .map_err(|e| SearchError::Query(e.to_string()))?;
         clauses.push((Occur::Must, parsed));
     }
