@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
-"""Write-to-screen delay of three followers of the same PM2 app, in one run.
+"""Write-to-screen delay of followers of the same lines, in one run.
 
-Starts `tail -F`, `pm2 logs --raw` and `logagg tail --raw`, then the app (bench/lat_app.js),
-which stamps each line with the wall-clock time it was written. Each follower's stdout is
-read here and stamped on arrival; delay = arrival - written. Prints a markdown table and
-writes results.json next to it.
+Two scenarios:
+  pm2:    a PM2 app (bench/lat_app.js) writes lines stamped with the wall-clock time of
+          its console.log; followers: `tail -F` on its out file, `pm2 logs --raw` on the
+          app, `logagg tail --raw` on its service. The delay includes PM2's own relay
+          from the app's stdout to the file (the same for all three).
+  direct: this script appends stamped lines to a file itself (write(2), O_APPEND);
+          followers: `tail -F` and `logagg tail`. The delay is file to screen.
+Each follower's stdout is read here and stamped on arrival; delay = arrival - written.
+Prints markdown tables and writes results.json into --out.
 """
 import argparse
 import json
@@ -13,6 +18,7 @@ import re
 import selectors
 import subprocess
 import sys
+import threading
 import time
 
 LINE = re.compile(rb"lat (\d+) (\d+)")
@@ -25,24 +31,8 @@ def pct(sorted_ms, p):
     return sorted_ms[i]
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, required=True)
-    ap.add_argument("--interval-ms", type=int, required=True)
-    ap.add_argument("--file", required=True)
-    ap.add_argument("--pm2", required=True)
-    ap.add_argument("--logagg", required=True)
-    ap.add_argument("--addr", required=True)
-    ap.add_argument("--app", required=True)
-    ap.add_argument("--out", required=True)
-    a = ap.parse_args()
-
-    open(a.file, "ab").close()
-    followers = {
-        "tail -F": ["tail", "-F", "-n", "0", a.file],
-        "pm2 logs": [a.pm2, "logs", "lat", "--raw", "--lines", "0"],
-        "logagg tail": [a.logagg, "--addr", a.addr, "tail", "-n", "0", "--raw", "--service", "lat"],
-    }
+def measure(followers, n, budget_s, start_writer):
+    """Starts the followers, lets them connect, starts the writer, collects delays."""
     procs = {}
     sel = selectors.DefaultSelector()
     for name, cmd in followers.items():
@@ -51,18 +41,11 @@ def main():
         sel.register(p.stdout, selectors.EVENT_READ, name)
         procs[name] = p
     time.sleep(2.0)  # every follower connected and waiting
-    start_delay = 2000
-    subprocess.run(
-        [a.pm2, "start", a.app, "--name", "lat", "--no-autorestart", "--time",
-         "--output", a.file, "--error", a.file + ".err"],
-        check=True, stdout=subprocess.DEVNULL,
-        env={**os.environ, "LAT_N": str(a.n), "LAT_INTERVAL_MS": str(a.interval_ms),
-             "LAT_START_DELAY_MS": str(start_delay)},
-    )
+    start_writer()
     delays = {name: {} for name in followers}
     bufs = {name: b"" for name in followers}
-    deadline = time.time() + start_delay / 1000 + a.n * a.interval_ms / 1000 + 30
-    while time.time() < deadline and any(len(d) < a.n for d in delays.values()):
+    deadline = time.time() + budget_s
+    while time.time() < deadline and any(len(d) < n for d in delays.values()):
         for key, _ in sel.select(timeout=0.5):
             now_ns = time.time_ns()
             name = key.data
@@ -79,7 +62,6 @@ def main():
     for p in procs.values():
         p.kill()
         p.wait()
-
     rows = {}
     for name, d in delays.items():
         ms = sorted(d.values())
@@ -89,15 +71,84 @@ def main():
             "p99_ms": pct(ms, 99),
             "max_ms": ms[-1] if ms else float("nan"),
         }
-    with open(os.path.join(a.out, "results.json"), "w") as f:
-        json.dump({"n": a.n, "interval_ms": a.interval_ms, "followers": rows}, f, indent=2)
-    base = rows["pm2 logs"]["p99_ms"]
-    print(f"| follower | lines seen of {a.n} | p50 ms | p99 ms | max ms | p99 / pm2 logs p99 |")
+    return rows
+
+
+def table(title, rows, n, base):
+    print(f"{title}\n")
+    print(f"| follower | lines seen of {n} | p50 ms | p99 ms | max ms | p99 / {base} p99 |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, r in rows.items():
         print(f"| {name} | {r['lines']} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | "
-              f"{r['max_ms']:.3f} | {r['p99_ms'] / base:.2f} |")
-    return 0 if all(r["lines"] == a.n for r in rows.values()) else 1
+              f"{r['max_ms']:.3f} | {r['p99_ms'] / rows[base]['p99_ms']:.2f} |")
+    print()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, required=True)
+    ap.add_argument("--interval-ms", type=int, required=True)
+    ap.add_argument("--dir", required=True, help="the logs/pm2 directory logagg follows")
+    ap.add_argument("--pm2", required=True)
+    ap.add_argument("--logagg", required=True)
+    ap.add_argument("--addr", required=True)
+    ap.add_argument("--app", required=True)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    budget = a.n * a.interval_ms / 1000 + 30
+
+    # 1. A PM2 app.
+    app_file = os.path.join(a.dir, "lat-out.log")
+    open(app_file, "ab").close()
+    start_delay = 2000
+
+    def start_app():
+        subprocess.run(
+            [a.pm2, "start", a.app, "--name", "lat", "--no-autorestart", "--time",
+             "--output", app_file, "--error", os.path.join(a.dir, "lat-error.log")],
+            check=True, stdout=subprocess.DEVNULL,
+            env={**os.environ, "LAT_N": str(a.n), "LAT_INTERVAL_MS": str(a.interval_ms),
+                 "LAT_START_DELAY_MS": str(start_delay)},
+        )
+
+    pm2_rows = measure(
+        {
+            "tail -F": ["tail", "-F", "-n", "0", app_file],
+            "pm2 logs": [a.pm2, "logs", "lat", "--raw", "--lines", "0"],
+            "logagg tail": [a.logagg, "--addr", a.addr, "tail", "-n", "0", "--raw",
+                            "--service", "lat"],
+        },
+        a.n, budget + start_delay / 1000, start_app)
+    subprocess.run([a.pm2, "delete", "lat"], stdout=subprocess.DEVNULL, check=False)
+
+    # 2. Lines appended to a file directly.
+    direct_file = os.path.join(a.dir, "direct-out.log")
+    open(direct_file, "ab").close()
+
+    def write_direct():
+        def run():
+            fd = os.open(direct_file, os.O_WRONLY | os.O_APPEND)
+            for seq in range(a.n):
+                os.write(fd, f"lat {seq} {time.time_ns()}\n".encode())
+                time.sleep(a.interval_ms / 1000)
+            os.close(fd)
+        threading.Thread(target=run, daemon=True).start()
+
+    direct_rows = measure(
+        {
+            "tail -F": ["tail", "-F", "-n", "0", direct_file],
+            "logagg tail": [a.logagg, "--addr", a.addr, "tail", "-n", "0", "--raw",
+                            "--service", "direct"],
+        },
+        a.n, budget, write_direct)
+
+    with open(os.path.join(a.out, "results.json"), "w") as f:
+        json.dump({"n": a.n, "interval_ms": a.interval_ms, "pm2": pm2_rows,
+                   "direct": direct_rows}, f, indent=2)
+    table("From a PM2 app's console.log to the screen:", pm2_rows, a.n, "pm2 logs")
+    table("From a write(2) to the file to the screen:", direct_rows, a.n, "tail -F")
+    complete = all(r["lines"] == a.n for rows in (pm2_rows, direct_rows) for r in rows.values())
+    return 0 if complete else 1
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tail latency: the delay from a line written by a PM2 app to its appearance in the
-# output of `logagg tail`, `tail -F` on the same file and `pm2 logs` on the same app, in
-# one run (bench/tail_latency.py does the measuring; see its docstring).
+# output of `logagg tail`, `tail -F` on the same file and `pm2 logs` on the same app; then
+# from a line appended to a file to `logagg tail` and `tail -F`; in one run
+# (bench/tail_latency.py does the measuring; see its docstring).
 #
 #   bash bench/tail_latency.sh
 #
@@ -55,6 +56,6 @@ say "measuring: $N lines, one every ${INTERVAL} ms"
     echo "logagg $(git -C "$ROOT" rev-parse --short HEAD), pm2 $("$PM2" --version), $(tail --version | head -1)"
     echo
     python3 "$ROOT/bench/tail_latency.py" --n "$N" --interval-ms "$INTERVAL" \
-        --file "$WORK/logs/pm2/lat-out.log" --pm2 "$PM2" --logagg "$LOGAGG" \
+        --dir "$WORK/logs/pm2" --pm2 "$PM2" --logagg "$LOGAGG" \
         --addr "$ADDR" --app "$ROOT/bench/lat_app.js" --out "$OUT"
 } | tee "$OUT/results.md"
