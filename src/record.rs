@@ -157,3 +157,25 @@ pub struct Record {
     /// The structured side of a [`Kind::Marker`]; `None` for lines.
     pub marker: Option<MarkerInfo>,
 }
+
+#[cfg(test)]
+impl Record {
+    /// For tests: a line of `service`'s out file (`/logs/<service>-out.log`), no level.
+    pub fn test_line(service: &str, ts: DateTime<Utc>, message: &str, offset: u64) -> Record {
+        Record {
+            ts,
+            ts_source: TsSource::Line,
+            service: service.into(),
+            stream: Stream::Out,
+            instance: None,
+            level: None,
+            kind: Kind::Line,
+            message: message.into(),
+            file: format!("/logs/{service}-out.log"),
+            offset,
+            sub: 0,
+            split: false,
+            marker: None,
+        }
+    }
+}

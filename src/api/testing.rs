@@ -15,7 +15,7 @@ use super::{router, AppState};
 use crate::config::Config;
 use crate::index::{Indexer, IndexerOptions, Timeline};
 use crate::live::{Live, LiveLimits};
-use crate::record::{Kind, MarkerInfo, Record, Stream, TsSource};
+use crate::record::{Kind, MarkerInfo, Record, Stream};
 use crate::tail::Batch;
 
 /// An API over an index holding `records` (committed); the directory lives as long as
@@ -107,21 +107,7 @@ pub fn t(s: &str) -> DateTime<Utc> {
 
 /// A line of `service`'s out file.
 pub fn line(service: &str, ts: &str, message: &str, offset: u64) -> Record {
-    Record {
-        ts: t(ts),
-        ts_source: TsSource::Line,
-        service: service.into(),
-        stream: Stream::Out,
-        instance: None,
-        level: None,
-        kind: Kind::Line,
-        message: message.into(),
-        file: format!("/logs/{service}-out.log"),
-        offset,
-        sub: 0,
-        split: false,
-        marker: None,
-    }
+    Record::test_line(service, t(ts), message, offset)
 }
 
 /// A marker from PM2's bus.

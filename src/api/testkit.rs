@@ -16,7 +16,7 @@ use super::{router, AppState};
 use crate::config::Config;
 use crate::live::LiveRecord;
 use crate::parse::level::detect_level;
-use crate::record::{Kind, Record, Stream, TsSource};
+use crate::record::{Record, Stream};
 
 pub struct TestApi {
     pub state: AppState,
@@ -30,19 +30,10 @@ pub fn at(sec: u32) -> DateTime<Utc> {
 
 pub fn line(sec: u32, service: &str, stream: Stream, message: &str) -> Record {
     Record {
-        ts: at(sec),
-        ts_source: TsSource::Line,
-        service: service.into(),
         stream,
-        instance: None,
         level: detect_level(message),
-        kind: Kind::Line,
-        message: message.into(),
         file: format!("/logs/{service}-{}.log", stream.as_str()),
-        offset: sec as u64 * 100,
-        sub: 0,
-        split: false,
-        marker: None,
+        ..Record::test_line(service, at(sec), message, sec as u64 * 100)
     }
 }
 

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde::Deserialize;
 
-use super::format::write_out;
+use super::format::{table, write_out};
 use crate::client::{Client, Endpoint};
 use crate::units::format_size;
 
@@ -125,22 +125,7 @@ pub fn status(json: bool, endpoint: &Endpoint) -> Result<u8> {
             format_size(f.copytruncate_lost_bytes),
         ]);
     }
-    let mut widths = [0usize; 8];
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for r in &rows {
-        let cells: Vec<String> = r
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
+    let mut out = table(&rows);
     for f in &s.files {
         if let Some(e) = &f.last_error {
             out.push_str(&format!("error: {}: {e}\n", f.path));

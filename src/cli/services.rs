@@ -3,7 +3,7 @@
 use anyhow::Result;
 use chrono::{DateTime, Local};
 
-use super::format::write_out;
+use super::format::{table, write_out};
 use crate::api::services::Services;
 use crate::client::{Client, Endpoint};
 use crate::units::format_size;
@@ -68,25 +68,4 @@ pub fn run(args: &ServicesArgs, endpoint: &Endpoint) -> Result<u8> {
     ));
     write_out(&out)?;
     Ok(0)
-}
-
-/// Left-aligned columns two spaces apart, without trailing blanks.
-pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
-    let mut widths = [0usize; N];
-    for r in rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for r in rows {
-        let cells: Vec<String> = r
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
 }

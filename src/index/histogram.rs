@@ -244,7 +244,7 @@ mod tests {
 
     use super::*;
     use crate::index::{Indexer, IndexerOptions};
-    use crate::record::{MarkerInfo, Record, Stream, TsSource};
+    use crate::record::{MarkerInfo, Record, Stream};
     use crate::tail::Batch;
 
     fn t(s: &str) -> DateTime<Utc> {
@@ -252,21 +252,7 @@ mod tests {
     }
 
     fn line(service: &str, ts: DateTime<Utc>, message: &str, offset: u64) -> Record {
-        Record {
-            ts,
-            ts_source: TsSource::Line,
-            service: service.into(),
-            stream: Stream::Out,
-            instance: None,
-            level: None,
-            kind: Kind::Line,
-            message: message.into(),
-            file: format!("/logs/{service}-out.log"),
-            offset,
-            sub: 0,
-            split: false,
-            marker: None,
-        }
+        Record::test_line(service, ts, message, offset)
     }
 
     fn marker(service: &str, ts: DateTime<Utc>, event: &str, offset: u64) -> Record {

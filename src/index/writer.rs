@@ -322,25 +322,10 @@ mod tests {
 
     use super::*;
     use crate::index::search::{search, SearchRequest};
-    use crate::record::{Kind, Stream, TsSource};
     use crate::tail::identity::Fingerprint;
 
     fn record(ts: DateTime<Utc>, message: &str, offset: u64) -> Record {
-        Record {
-            ts,
-            ts_source: TsSource::Line,
-            service: "duck".into(),
-            stream: Stream::Out,
-            instance: None,
-            level: None,
-            kind: Kind::Line,
-            message: message.into(),
-            file: "/logs/duck-out.log".into(),
-            offset,
-            sub: 0,
-            split: false,
-            marker: None,
-        }
+        Record::test_line("duck", ts, message, offset)
     }
 
     fn checkpoint(ino: u64, offset: u64) -> Checkpoint {

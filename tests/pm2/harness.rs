@@ -230,8 +230,8 @@ impl Pm2 {
     /// down to what PM2 needs, so apps started from here do not carry the test runner's
     /// variables (PM2 copies them into every process description and bus event).
     pub fn pm2(&self, args: &[&str]) -> Output {
-        let mut child = Command::new(pm2_bin())
-            .args(args)
+        let mut cmd = Command::new(pm2_bin());
+        cmd.args(args)
             .current_dir(self.dir.path())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -240,46 +240,8 @@ impl Pm2 {
             // The daemon would otherwise ask a PM2 server for updates once a day.
             .env("PM2_DISABLE_VERSION_CHECK", "true")
             .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", pm2_bin().display()));
-        // Read both pipes on threads so a chatty command cannot block on a full pipe
-        // while we wait for it.
-        let mut stdout = child.stdout.take().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let out_reader = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = stdout.read_to_end(&mut buf);
-            buf
-        });
-        let err_reader = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = stderr.read_to_end(&mut buf);
-            buf
-        });
-        let deadline = Instant::now() + COMMAND_TIMEOUT;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                // Our own child: the `pm2` CLI process, not the daemon.
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "`pm2 {}` did not finish within {COMMAND_TIMEOUT:?}",
-                    args.join(" ")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Output {
-            status,
-            stdout: out_reader.join().unwrap(),
-            stderr: err_reader.join().unwrap(),
-        }
+            .stdin(Stdio::null());
+        run_bounded(cmd, &format!("pm2 {}", args.join(" ")), COMMAND_TIMEOUT)
     }
 
     /// [`Pm2::pm2`], failing the test unless the command succeeded.
@@ -419,5 +381,45 @@ pub fn read(path: &Path) -> String {
 pub fn wait_for_content(path: &Path, expected: &str) {
     if !wait_until(WAIT, || read(path) == expected) {
         assert_eq!(read(path), expected, "contents of {}", path.display());
+    }
+}
+
+/// Runs `cmd` to its end, at most `timeout` (then kills it: our own child,
+/// never a daemon it started) and fails the test. Both pipes are read on threads so a
+/// chatty command cannot block on a full pipe while we wait for it.
+pub fn run_bounded(mut cmd: Command, what: &str, timeout: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run `{what}`: {e}"));
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        buf
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`{what}` did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
     }
 }

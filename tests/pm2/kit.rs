@@ -6,16 +6,15 @@
 //! its PM2 is killed when it ends, passed or not.
 
 use std::collections::HashSet;
-use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::daemon_harness::get_status;
-use crate::harness::{read, wait_until, Pm2, REPO};
+use crate::harness::{read, run_bounded, wait_until, Pm2, REPO};
 
 /// How long one `npm run` or `make` may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -215,42 +214,8 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-/// Runs `cmd` to the end (at most [`COMMAND_TIMEOUT`]), both pipes read on threads.
-fn run(mut cmd: Command, what: &str) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run `{what}`: {e}"));
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf);
-        buf
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
-        buf
-    });
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`{what}` did not finish within {COMMAND_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out_reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    }
+fn run(cmd: Command, what: &str) -> Output {
+    run_bounded(cmd, what, COMMAND_TIMEOUT)
 }
 
 /// The lines of `text` that end in a newline (a file read while PM2 writes it may end
