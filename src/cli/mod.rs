@@ -21,7 +21,9 @@ use crate::config::{Config, Overrides};
 #[command(
     name = "logagg",
     version,
-    about = "Log aggregation and rotation beside stock PM2"
+    about = "Log aggregation and rotation beside stock PM2",
+    // `-n 5 ... -n 1`: the last one wins, as with tail, grep and journalctl.
+    args_override_self = true
 )]
 pub struct Cli {
     /// Configuration file (else $LOGAGG_CONFIG, else config/logagg.toml when present).

@@ -130,12 +130,53 @@ fn json_lines_are_search_hits() {
 }
 
 #[test]
-fn colours_only_when_asked_for_a_terminal_never_in_a_pipe() {
+fn colours_on_a_terminal_only_never_in_a_pipe_or_with_no_color() {
     let p = seeded();
     let d = started(&p);
     // Piped: no escape codes even without --no-color.
     let (_, out, _) = run(&p, &d.addr, &["-n", "8", "--no-follow"]);
     assert!(!out.contains('\x1b'), "{out:?}");
+
+    // On a terminal (util-linux `script` gives the command a pty): the service in its
+    // colour, `err` in bold red; none with NO_COLOR or --no-color.
+    let on_tty = |env: &str, flag: &str| {
+        let cmd = format!(
+            "{env} TZ=UTC '{BIN}' --config '{}' --addr {} tail -n 2 --no-follow {flag}",
+            p.path().join("logagg.toml").display(),
+            d.addr
+        );
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env_remove("NO_COLOR")
+            .output()
+            .expect("util-linux `script` is needed for the terminal test");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().replace("\r\n", "\n")
+    };
+    let coloured = on_tty("", "");
+    let lines: Vec<&str> = coloured.lines().collect();
+    assert_eq!(lines.len(), 2, "{coloured:?}");
+    let duck = lines[0]
+        .strip_prefix("2026-11-22 10:06:00.000 \x1b[")
+        .and_then(|rest| rest.strip_suffix("mduck\x1b[0m out quack 3"))
+        .unwrap_or_else(|| panic!("{coloured:?}"));
+    assert!(
+        ["36", "32", "35", "33", "34", "96"].contains(&duck),
+        "{coloured:?}"
+    );
+    assert!(
+        lines[1].starts_with("2026-11-22 10:07:00.000 \x1b[")
+            && lines[1].ends_with("mapi:0\x1b[0m out GET /orders 504"),
+        "{coloured:?}"
+    );
+    let err = on_tty("", "--stream err -n 1");
+    assert_eq!(
+        err,
+        format!("2026-11-22 10:05:00.000 \x1b[{duck}mduck\x1b[0m \x1b[1;31merr\x1b[0m ERROR upstream timeout\n")
+    );
+    let plain = "2026-11-22 10:06:00.000 duck out quack 3\n2026-11-22 10:07:00.000 api:0 out GET /orders 504\n";
+    assert_eq!(on_tty("NO_COLOR=1", ""), plain);
+    assert_eq!(on_tty("", "--no-color"), plain);
 }
 
 #[test]
