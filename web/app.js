@@ -492,7 +492,9 @@ function drawChart(message) {
   const yOf = (n) => y0 - (n / Math.max(1, max)) * (y0 - y1);
 
   // Grid and axes.
-  for (const n of max ? [0, max / 2, max] : [0]) {
+  // Whole counts only: with a maximum of 1 there is no line half-way.
+  const levels = max >= 2 ? [0, Math.round(max / 2), max] : max ? [0, max] : [0];
+  for (const n of levels) {
     const y = yOf(n);
     el.chart.append(svg('line', { class: 'grid', x1: x0, x2: x1, y1: y, y2: y }));
     const label = svg('text', { class: 'axis', x: x0 - 6, y: y + 3, 'text-anchor': 'end' });
