@@ -531,7 +531,10 @@ async fn live_query_matching_agrees_with_the_index() {
             // would match nothing there).
             assert_eq!(
                 indexed,
-                ["WARN retrying upstream (attempt 2)", "upstream healthy again"]
+                [
+                    "WARN retrying upstream (attempt 2)",
+                    "upstream healthy again"
+                ]
             );
         }
     }
