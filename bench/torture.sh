@@ -26,7 +26,8 @@
 #                                picks for a fork-mode app) loses lines at high rates in
 #                                PM2 itself (see docs/BENCHMARKS.md)
 #   TORTURE_SEED=                the crash loop's random seed (printed by every run)
-#   TORTURE_LONG_LINE_MIB=100    size of the line without a newline
+#   TORTURE_LONG_LINE_MIB=1024   size of the line without a newline (1 GiB; the daemon's
+#                                peak RSS must not grow by 384 MiB or more)
 #   TORTURE_PROP_SECONDS=30      per property test
 #   TORTURE_FUZZ_SECONDS=60      per fuzz target
 #   TORTURE_REQUIRE_FUZZ=0       1: fail when the fuzz targets cannot run
@@ -42,7 +43,7 @@ source bench/lib.sh
 ROUNDS=${TORTURE_ROUNDS:-50}
 LINES_PER_MS=${TORTURE_LINES_PER_MS:-100}
 METHOD=${TORTURE_METHOD:-collapse}
-LONG_LINE_MIB=${TORTURE_LONG_LINE_MIB:-100}
+LONG_LINE_MIB=${TORTURE_LONG_LINE_MIB:-1024}
 PROP_SECONDS=${TORTURE_PROP_SECONDS:-30}
 FUZZ_SECONDS=${TORTURE_FUZZ_SECONDS:-60}
 REQUIRE_FUZZ=${TORTURE_REQUIRE_FUZZ:-0}

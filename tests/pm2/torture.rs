@@ -116,10 +116,30 @@ fn resume(pm2: &Pm2) {
     std::fs::remove_file(dir.join("pause")).unwrap();
 }
 
-/// What is wrong with the files on disk, if anything: archives (which must all be
-/// compressed by now, and valid gzip) then the live file must be exactly lines 0..n.
-fn files_problem(archive_dir: &Path, live: &Path, n: u64) -> Option<String> {
-    let found = archives(archive_dir, "flood-out");
+/// The archives (in name order) and the bytes of archives then live file, read so that
+/// no rotation ran in between: a collapse writes its archive first and then cuts the
+/// live file, so the listing is taken again after the live file was read, until both
+/// listings agree.
+fn snapshot(archive_dir: &Path, live: &Path) -> (Vec<PathBuf>, Vec<u8>) {
+    loop {
+        let before = archives(archive_dir, "flood-out");
+        let live_bytes = std::fs::read(live).unwrap_or_default();
+        if archives(archive_dir, "flood-out") != before {
+            continue;
+        }
+        let mut all = Vec::new();
+        for a in &before {
+            all.extend(archive_bytes(a));
+        }
+        all.extend(live_bytes);
+        return (before, all);
+    }
+}
+
+/// What is wrong with a snapshot, if anything: archives must all be compressed by now
+/// (and valid gzip: `archive_bytes` fails the test otherwise), no temporary file may be
+/// left, and the bytes must be as many as lines `0..n`.
+fn files_problem(archive_dir: &Path, found: &[PathBuf], all: &[u8], n: u64) -> Option<String> {
     if let Some(a) = found.iter().find(|a| !a.to_string_lossy().ends_with(".gz")) {
         return Some(format!("{} is not compressed yet", a.display()));
     }
@@ -132,45 +152,24 @@ fn files_problem(archive_dir: &Path, live: &Path, n: u64) -> Option<String> {
     {
         return Some(format!("temporary file {} is left", t.display()));
     }
-    let mut all = Vec::new();
-    let mut ends = Vec::new();
-    for a in &found {
-        all.extend(archive_bytes(a));
-        ends.push((all.len(), a.clone()));
-    }
-    all.extend(std::fs::read(live).unwrap_or_default());
     let want = n as usize * (line(0).len() + 1);
     if all.len() == want {
         return None;
     }
-    // Where the first line is missing or doubled, and which archive ends nearest.
-    let text = String::from_utf8_lossy(&all);
-    let mut at = 0;
-    let mut first_bad = None;
-    for (i, l) in text.lines().enumerate() {
-        if l != line(i as u64) {
-            first_bad = Some((i, l.to_string()));
-            break;
-        }
-        at += l.len() + 1;
-    }
-    let near = ends
-        .iter()
-        .min_by_key(|(end, _)| end.abs_diff(at))
-        .map(|(end, a)| format!("{} ends at byte {end}", a.display()));
     Some(format!(
-        "{} bytes in archives + live file, {want} written; first wrong line at byte {at}: {first_bad:?}; {near:?}",
+        "{} bytes in archives + live file, {want} written",
         all.len()
     ))
 }
 
-/// Waits until the files hold exactly lines `0..n` and all archives are compressed,
-/// then checks every line.
+/// Waits until the files hold as many bytes as lines `0..n` and all archives are
+/// compressed, then checks every line of that same snapshot. Returns the archive count.
 fn settle_files(archive_dir: &Path, live: &Path, n: u64, d: &Daemon) -> usize {
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match files_problem(archive_dir, live, n) {
-            None => break,
+    let (found, all) = loop {
+        let (found, all) = snapshot(archive_dir, live);
+        match files_problem(archive_dir, &found, &all, n) {
+            None => break (found, all),
             Some(problem) => assert!(
                 Instant::now() < deadline,
                 "after 60s: {problem}\ndaemon log:\n{}",
@@ -178,14 +177,24 @@ fn settle_files(archive_dir: &Path, live: &Path, n: u64, d: &Daemon) -> usize {
             ),
         }
         std::thread::sleep(Duration::from_millis(200));
+    };
+    if let Err(e) = std::panic::catch_unwind(|| assert_exact_sequence(&all, n, line)) {
+        // Which file holds which lines, to see where the sequence breaks.
+        for a in &found {
+            let bytes = archive_bytes(a);
+            let text = String::from_utf8_lossy(&bytes);
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!(
+                "{}: {} lines, {:?} .. {:?}",
+                a.display(),
+                lines.len(),
+                lines.first(),
+                lines.last()
+            );
+        }
+        eprintln!("daemon log:\n{}", d.stderr());
+        std::panic::resume_unwind(e);
     }
-    let found = archives(archive_dir, "flood-out");
-    let mut all = Vec::new();
-    for a in &found {
-        all.extend(archive_bytes(a));
-    }
-    all.extend(std::fs::read(live).unwrap());
-    assert_exact_sequence(&all, n, line);
     found.len()
 }
 
