@@ -79,7 +79,7 @@ step "hostile input with a $LONG_LINE_MIB MiB line" \
     cargo test --release --test daemon torture_hostile -- --nocapture
 step "property tests, $PROP_SECONDS s each" \
     env LOGAGG_TORTURE_PROP_SECONDS="$PROP_SECONDS" \
-    cargo test --release --test daemon torture_props -- --test-threads=1
+    cargo test --release --test daemon torture_props -- --test-threads=1 --nocapture
 
 FUZZ_TARGETS=(amp_decoder line_splitter timestamp query_params)
 if cargo +nightly --version >/dev/null 2>&1 && cargo +nightly fuzz --help >/dev/null 2>&1; then

@@ -37,6 +37,7 @@ fn for_a_while<S: Strategy>(
         }
         cases += 256;
     }
+    println!("{cases} cases in {secs} s");
     cases
 }
 
