@@ -11,7 +11,7 @@ use super::{ApiError, AppState};
 use crate::index::search::{self, Hit, Order, SearchRequest, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::record::Kind;
 
-const KNOWN: &[&str] = &["service", "since", "until", "limit"];
+pub(super) const KNOWN: &[&str] = &["service", "since", "until", "limit"];
 
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Event {

@@ -23,7 +23,7 @@ use crate::index::{Hit, SearchError};
 use crate::record::Kind;
 use crate::units::parse_duration;
 
-const KNOWN: &[&str] = &["service", "q", "since", "until", "interval"];
+pub(super) const KNOWN: &[&str] = &["service", "q", "since", "until", "interval"];
 /// What an interval chosen by the daemon aims at: a chart's width in bars.
 pub const TARGET_BUCKETS: u64 = 120;
 /// More buckets than this are refused: nobody reads them, and the answer would be big.
@@ -142,7 +142,7 @@ pub async fn histogram(
 }
 
 /// An interval: a duration of whole seconds, at least one.
-fn parse_interval(v: &str) -> Result<u64, String> {
+pub(super) fn parse_interval(v: &str) -> Result<u64, String> {
     let d = parse_duration(v)?;
     if d.subsec_nanos() != 0 || d.as_secs() == 0 {
         return Err(format!(

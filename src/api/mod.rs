@@ -73,6 +73,27 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Parses a query string the way the handler of `route` does, without an index or a
+/// running daemon: `Err` carries the sentence a 400 would. For the fuzz target and
+/// property tests over the parameter parsers (`q` is only checked by the index, so its
+/// syntax is not looked at here).
+pub fn check_query_string(raw: &str, route: &str) -> Result<(), String> {
+    let parse = |known: &[&str]| params::Params::parse(Some(raw), known);
+    let checked = match route {
+        "/api/search" => parse(search::KNOWN).and_then(|p| search::request_from(&p).map(drop)),
+        "/api/events" => parse(events::KNOWN).and_then(|p| events::request_from(&p).map(drop)),
+        "/api/tail" => parse(tail::KNOWN).and_then(|p| search::filters_from(&p).map(drop)),
+        "/api/histogram" => parse(histogram::KNOWN).and_then(|p| {
+            p.time_range(chrono::Utc::now())?;
+            p.parsed("interval", histogram::parse_interval).map(drop)
+        }),
+        "/api/rotate" => parse(&["service"]).and_then(|p| p.one("service").map(drop)),
+        "/api/status" | "/api/services" | "/metrics" => parse(&[]).map(drop),
+        _ => return Err(format!("no such route: {route}")),
+    };
+    checked.map_err(|e| e.to_string())
+}
+
 async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     if state.ready.load(Ordering::Acquire) {
         Ok(Json(json!({"status": "ok"})))

@@ -12,7 +12,7 @@ use crate::index::search::{
 use crate::index::SearchError;
 use crate::record::{Kind, Level, Stream};
 
-const KNOWN: &[&str] = &[
+pub(super) const KNOWN: &[&str] = &[
     "q", "service", "stream", "level", "kind", "since", "until", "limit", "order", "cursor",
 ];
 

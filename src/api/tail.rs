@@ -32,7 +32,7 @@ use crate::live::filter::TailFilter;
 use crate::live::matcher::QueryMatcher;
 use crate::live::{Follower, LiveRecord, Next};
 
-const KNOWN: &[&str] = &[
+pub(super) const KNOWN: &[&str] = &[
     "q", "service", "stream", "level", "kind", "since", "until", "n", "after", "grep", "follow",
 ];
 pub const DEFAULT_N: usize = 20;

@@ -330,6 +330,20 @@ impl Rotator {
         state: &FileState,
         policy: &RotationPolicy,
     ) -> Result<(&'static str, PathBuf), RotateError> {
+        // The tailer hears of a rename only later: a growth signal queued before the last
+        // rotation of this file still carries its old state, whose path now leads to the
+        // new file PM2 just opened. Renaming that would rotate a file nobody chose (seen
+        // in the crash-loop test: two reloads 11 ms apart, the archive labelled with the
+        // old file's identity), and each needless `reloadLogs` is one more chance for PM2
+        // to drop what its write stream still buffers.
+        match fs::metadata(&state.path) {
+            Ok(meta) if FileKey::of(&meta) == state.key => {}
+            _ => {
+                return Err(RotateError::NotYet(
+                    "already rotated: its path leads to another file now".into(),
+                ))
+            }
+        }
         archive::ensure_dir(&policy.archive_dir).map_err(|e| {
             RotateError::Failed(format!(
                 "cannot create archive_dir {}: {e}",

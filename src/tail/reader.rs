@@ -62,7 +62,7 @@ impl FileReader {
     /// Opens `path` and positions it at `resume` if that checkpoint is for this very file
     /// (same fingerprint, not longer than the file), else at the start.
     pub fn open(path: &Path, resume: Option<&Checkpoint>, max_line: u64) -> io::Result<FileReader> {
-        let file = File::open(path)?;
+        let file = open_regular(path)?;
         let meta = file.metadata()?;
         let key = FileKey::of(&meta);
         let size = meta.len();
@@ -307,6 +307,49 @@ impl FileReader {
             marker: None,
         }
     }
+}
+
+/// Opens `path` for reading only if it is a regular file. Opening a FIFO without a
+/// writer blocks until one appears, and the tailer's one thread would hang with it (a
+/// FIFO named like a log file, or a followed file replaced by one while the daemon was
+/// down and opened again from its checkpoint): so the open is non-blocking, and anything
+/// but a regular file (FIFO, directory, socket, device) is refused with an error that
+/// says what it is.
+fn open_regular(path: &Path) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    let what = if kind.is_file() {
+        None
+    } else if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else {
+        Some("a device")
+    };
+    if let Some(what) = what {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a regular file but {what}"),
+        ));
+    }
+    // Back to blocking reads, as every other descriptor of the daemon (O_NONBLOCK means
+    // nothing for a regular file on Linux, but it would be surprising elsewhere).
+    // SAFETY: fcntl on a descriptor we own; F_SETFL takes an int argument.
+    unsafe {
+        let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+        }
+    }
+    Ok(file)
 }
 
 /// `fallocate(FALLOC_FL_COLLAPSE_RANGE)` on the first `len` bytes.

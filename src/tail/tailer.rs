@@ -137,6 +137,10 @@ pub struct Tailer {
     links: TailerLinks,
     /// When each file over its size limit was last signalled to the rotator.
     signalled: HashMap<FileKey, Instant>,
+    /// Paths matched by the globs that cannot be followed (not a regular file, a
+    /// symlink loop, unreadable), with the problem last logged: each is logged once, not
+    /// at every rescan, and again only when the problem changes.
+    refused: HashMap<PathBuf, String>,
 }
 
 impl Tailer {
@@ -172,6 +176,7 @@ impl Tailer {
             watched_dirs: HashSet::new(),
             links,
             signalled: HashMap::new(),
+            refused: HashMap::new(),
         }
     }
 
@@ -465,13 +470,26 @@ impl Tailer {
     /// path, and followed files whose path no longer leads to them start to linger.
     fn rescan(&mut self) {
         let mut seen: HashMap<PathBuf, FileKey> = HashMap::new();
+        let mut refused = HashMap::new();
         for g in &self.opts.globs {
             let Ok(paths) = glob::glob(g) else { continue };
             for path in paths.flatten() {
-                let Ok(meta) = std::fs::metadata(&path) else {
-                    continue;
+                let meta = match std::fs::metadata(&path) {
+                    Ok(meta) => meta,
+                    // Gone between the listing and now: nothing to say.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        refused.insert(path, format!("cannot stat: {e}"));
+                        continue;
+                    }
                 };
                 if !meta.is_file() {
+                    let what = if meta.is_dir() {
+                        "a directory"
+                    } else {
+                        "a FIFO, socket or device"
+                    };
+                    refused.insert(path, format!("not a regular file but {what}"));
                     continue;
                 }
                 seen.insert(path, FileKey::of(&meta));
@@ -511,9 +529,17 @@ impl Tailer {
                     self.touched.insert(key);
                     self.publish(key);
                 }
-                Err(e) => warn!(path = %path.display(), error = %e, "cannot open log file"),
+                Err(e) => {
+                    refused.insert(path, format!("cannot open: {e}"));
+                }
             }
         }
+        for (path, problem) in &refused {
+            if self.refused.get(path) != Some(problem) {
+                warn!(path = %path.display(), error = %problem, "cannot follow log file; skipping it");
+            }
+        }
+        self.refused = refused;
         self.by_path = self
             .files
             .values()

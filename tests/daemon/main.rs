@@ -13,4 +13,6 @@ mod reading;
 mod rotation;
 mod search;
 mod tail;
+mod torture;
+mod torture_props;
 mod web;

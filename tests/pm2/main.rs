@@ -11,3 +11,4 @@ mod kit;
 mod rotation;
 mod rpc;
 mod tail;
+mod torture;
