@@ -37,9 +37,14 @@ fn fork_line(i: u64) -> String {
 /// Logagg configured to rotate PM2's files at 16 KiB (the 720 KB each app writes make
 /// at least 40 rotations), keeping every archive.
 fn project() -> Project {
-    Project::new(
-        "[rotation]\nmax_size = \"16KiB\"\nmax_age = \"\"\nretain = 0\nmax_archive_age = \"\"",
-    )
+    project_with("")
+}
+
+/// [`project`] with more `[rotation]` keys.
+fn project_with(rotation: &str) -> Project {
+    Project::new(&format!(
+        "[rotation]\nmax_size = \"16KiB\"\nmax_age = \"\"\nretain = 0\nmax_archive_age = \"\"\n{rotation}"
+    ))
 }
 
 fn start_daemon(p: &Project, pm2: &Pm2) -> Daemon {
@@ -63,8 +68,9 @@ fn wait_app_stopped(pm2: &Pm2, name: &str) {
     assert!(done, "{name} did not finish writing in 60s");
 }
 
-fn run_fork(kills: usize) {
-    let p = project();
+/// `method`: the configured rotation method, and the one `/api/status` must report.
+fn run_fork(kills: usize, method: &str) {
+    let p = project_with(&format!("method = \"{method}\""));
     let mut pm2 = Pm2::start();
     let mut d = start_daemon(&p, &pm2);
     let live = p.log("seq-out.log");
@@ -108,19 +114,21 @@ fn run_fork(kills: usize) {
     );
     let (_, status) = d.get("/api/status", &[]);
     let file = file_status(&status, &live);
-    assert_eq!(file["last_method"], "reload", "{status:#}");
+    let expected = if method == "auto" { "collapse" } else { method };
+    assert_eq!(file["last_method"], expected, "{status:#}");
     assert_eq!(file["copytruncate_lost_bytes"], 0);
     pm2.kill();
 }
 
 #[test]
 fn a_fork_app_at_6000_lines_a_second_is_rotated_by_reload_without_losing_a_line() {
-    run_fork(0);
+    run_fork(0, "reload");
 }
 
 #[test]
 fn kill_9_while_rotating_and_compressing_loses_and_doubles_nothing() {
-    run_fork(3);
+    // `auto` collapses where the file system can (ext4, XFS).
+    run_fork(3, "auto");
 }
 
 /// Cluster workers hold their own log files, and PM2 7.0.4's `reloadLogs` makes them
