@@ -183,6 +183,12 @@ async fn serve(config: &Config) -> Result<()> {
         metrics,
         pm2_status: bus_watch.status,
     };
+    // Live follows write one small event at a time: without TCP_NODELAY, Nagle's
+    // algorithm holds an event back until the previous one is acknowledged, and with the
+    // client's delayed ACK that is a stall of up to 40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
