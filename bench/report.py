@@ -47,12 +47,29 @@ def sh(*cmd):
         return "not installed"
 
 
-def newest(sub):
+def is_small(area, r):
+    """Results of a smoke test (BENCH_QUICK sizes), not of the sizes the issue asks for."""
+    try:
+        return {"ingest": lambda: r["bytes"] < 2**30 * 0.9,
+                "search": lambda: r["meta"]["lines"] < 9_000_000,
+                "tail": lambda: r["n"] < 2000,
+                "rotation": lambda: r["meta"]["lines"] < 100_000,
+                "idle": lambda: r["meta"]["files"] < 200}[area]()
+    except (KeyError, TypeError):
+        return False
+
+
+def newest(area, sub, quick):
+    """The newest results of an area; outside --quick, the newest of full size if any."""
     d = os.path.join(WORK, sub)
     if not os.path.isdir(d):
         return None
-    runs = sorted(x for x in os.listdir(d) if os.path.isfile(os.path.join(d, x, "results.json")))
-    return os.path.join(d, runs[-1]) if runs else None
+    runs = sorted((x for x in os.listdir(d) if os.path.isfile(os.path.join(d, x, "results.json"))), reverse=True)
+    if not quick:
+        for x in runs:
+            if not is_small(area, json.load(open(os.path.join(d, x, "results.json")))):
+                return os.path.join(d, x)
+    return os.path.join(d, runs[0]) if runs else None
 
 
 def stamp_of(path):
@@ -72,7 +89,7 @@ def machine():
             f"{mem} GiB RAM, kernel {os.uname().release}")
 
 
-def versions():
+def versions(measured_as=None):
     pm2 = os.path.join(ROOT, "node_modules", "pm2", "package.json")
     pm2v = json.load(open(pm2))["version"] if os.path.exists(pm2) else "not installed"
     lr = "?"
@@ -85,7 +102,8 @@ def versions():
             break
     dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src", "Cargo.toml", "Cargo.lock"], cwd=ROOT).returncode
     return [
-        ("logagg", sh("git", "rev-parse", "--short", "HEAD") + (" (src/ modified)" if dirty else "") + ", release profile"),
+        ("logagg", (measured_as or sh("git", "rev-parse", "--short", "HEAD") + (" (src/ modified)" if dirty else ""))
+         + ", release profile"),
         ("rustc", sh("rustc", "--version")),
         ("lnav", sh("lnav", "-V")),
         ("ripgrep", sh("rg", "--version")),
@@ -121,15 +139,26 @@ def main():
     fresh = dict(x.split("=", 1) for x in a.fresh)
     src = {}
     for area, (sub, _) in AREAS.items():
-        d = fresh.get(area) or newest(sub)
+        d = fresh.get(area) or newest(area, sub, a.quick)
         if d and os.path.isfile(os.path.join(d, "results.json")):
             src[area] = {"dir": d, "fresh": area in fresh, "res": json.load(open(os.path.join(d, "results.json"))),
                          "md": open(os.path.join(d, "results.md")).read().strip() if os.path.exists(os.path.join(d, "results.md")) else ""}
 
+    def measured(area):
+        """The logagg commit an area's results say they measured."""
+        r, md = src[area]["res"], src[area]["md"]
+        v = r.get("version") or r.get("meta", {}).get("logagg")
+        if not v:
+            m = re.search(r"logagg ([0-9a-f]{7,40})", md)
+            v = m.group(1) if m else "?"
+        m = re.match(r"([0-9a-f]{7,40})(.*)", v)
+        return (m.group(1)[:7] + m.group(2)) if m else v
+
     def origin(area):
         s = src[area]
         rel = os.path.relpath(s["dir"], ROOT)
-        return f"{'this run' if s['fresh'] else 'an earlier run'}, {stamp_of(s['dir'])} (`{rel}`)"
+        small = ", **smoke-test sizes**" if is_small(area, s["res"]) else ""
+        return f"{'this run' if s['fresh'] else 'an earlier run'}, {stamp_of(s['dir'])}, logagg {measured(area)}{small} (`{rel}`)"
 
     summary = []   # area, logagg, compared, ratio, target, met
     missed = []    # area, explanation
@@ -306,7 +335,8 @@ def main():
             f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.", "",
             f"- **Command**: `{a.command}`",
             f"- **Machine**: {machine()}",
-            "- **Versions**: " + "; ".join(f"{k} {v}" for k, v in versions()),
+            "- **Versions**: " + "; ".join(f"{k} {v}" for k, v in versions(
+                ", ".join(sorted({measured(k) for k in src})) or None)),
             "- **Sources of the figures**: " + "; ".join(f"{k}: {origin(k)}" for k in AREAS if k in src)
             + ("; missing: " + ", ".join(k for k in AREAS if k not in src) if any(k not in src for k in AREAS) else ""),
             "", "### Summary", "",
