@@ -113,7 +113,7 @@ def versions(measured_as=None):
         ("PM2", pm2v),
         ("pm2-logrotate", lr),
         ("Node", sh("node", "--version")),
-        ("coreutils tail", sh("tail", "--version")),
+        ("tail", sh("tail", "--version")),
     ]
 
 
@@ -335,8 +335,8 @@ def main():
             f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.", "",
             f"- **Command**: `{a.command}`",
             f"- **Machine**: {machine()}",
-            "- **Versions**: " + "; ".join(f"{k} {v}" for k, v in versions(
-                ", ".join(sorted({measured(k) for k in src})) or None)),
+            "- **Versions**: " + "; ".join(f"{k} {v[len(k):].strip() if v.lower().startswith(k.lower()) else v}" for k, v in versions(
+                ", ".join(sorted({measured(k).split(" ")[0] for k in src})) or None)),
             "- **Sources of the figures**: " + "; ".join(f"{k}: {origin(k)}" for k in AREAS if k in src)
             + ("; missing: " + ", ".join(k for k in AREAS if k not in src) if any(k not in src for k in AREAS) else ""),
             "", "### Summary", "",
