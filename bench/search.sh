@@ -221,8 +221,15 @@ PROFILE=()
 for q in "${QUERIES[@]}"; do PROFILE+=("${q%%=*}/limit1=${q#*=}&limit=1"); done
 
 say "logagg: $RUNS requests per query (limit=100), then limit=1 as a profile"
+# others_share START_BUSY END_BUSY OWN_CPU WALL: the share of the machine that other
+# processes used meanwhile (a check on the figures: 2 shared cores).
+others_share() { calc "(($2 - $1) - $3) / ($4 * $(nproc))"; }
 wait_quiet
-python3 "$BENCH/search_timeit.py" --addr "$ADDR" --runs "$RUNS" "${QUERIES[@]}" >"$OUT/logagg.json"
+b0=$(busy_s) d0=$(cpu_of "$DPID") t0=$(now)
+/usr/bin/time -f "%U %S" -o "$OUT/logagg-client.time" \
+    python3 "$BENCH/search_timeit.py" --addr "$ADDR" --runs "$RUNS" "${QUERIES[@]}" >"$OUT/logagg.json"
+b1=$(busy_s) d1=$(cpu_of "$DPID") t1=$(now)
+OTHERS_LOGAGG=$(others_share "$b0" "$b1" "$(calc "$d1 - $d0 + $(awk '{ print $1 + $2 }' "$OUT/logagg-client.time")")" "$(calc "$t1 - $t0")")
 wait_quiet
 python3 "$BENCH/search_timeit.py" --addr "$ADDR" --runs "$RUNS" "${PROFILE[@]}" >"$OUT/logagg-limit1.json"
 
@@ -251,12 +258,15 @@ DPID=""
 say "rg: $RG_RUNS runs per query (hyperfine)"
 q() { printf '%q ' "$@"; }
 wait_quiet
-hyperfine -N --warmup 2 --runs "$RG_RUNS" --export-json "$OUT/rg.json" --style basic \
+b0=$(busy_s) t0=$(now)
+/usr/bin/time -f "%U %S" -o "$OUT/rg.time" hyperfine -N --warmup 2 --runs "$RG_RUNS" --export-json "$OUT/rg.json" --style basic \
     -n rare "$(q rg -c --no-filename -F "$RID" "${FILES[@]}")" \
     -n phrase "$(q rg -c --no-filename -F "$PHRASE" "${FILES[@]}")" \
     -n common "$(q rg -c --no-filename -F "$COMMON" "${FILES[@]}")" \
     -n service "$(q rg -c --no-filename "^${HOUR_PREFIX}.*$SWORD" "${WORKER_FILES[@]}")" \
     >"$OUT/rg-hyperfine.txt" 2>&1 || die "hyperfine failed: $(tail -5 "$OUT/rg-hyperfine.txt")"
+b1=$(busy_s) t1=$(now)
+OTHERS_RG=$(others_share "$b0" "$b1" "$(awk '{ print $1 + $2 }' "$OUT/rg.time")" "$(calc "$t1 - $t0")")
 # Match counts, to compare with logagg's totals.
 rg_count() { "$@" | awk '{ s += $1 } END { print s + 0 }'; }
 {
@@ -303,6 +313,7 @@ meta = {"date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "logagg": "$VERSION", "lines":
         "files": ${#FILES[@]}, "ingest_s": $ingest_s, "settle_s": $settle_s, "segments": "$SEGMENTS",
         "index_bytes": $INDEX_BYTES, "daemon_rss_kib": $RSS_KIB, "runs": $RUNS, "rg_runs": $RG_RUNS,
         "lnav_runs": $LNAV_RUNS, "lnav_timeout_s": $LNAV_TIMEOUT,
+        "others_share_logagg": max(0.0, $OTHERS_LOGAGG), "others_share_rg": max(0.0, $OTHERS_RG),
         "rg": "$(rg --version | head -1)", "lnav": "$(lnav -V 2>/dev/null | head -1)",
         "queries": {"rare": "$RID", "phrase": '"$PHRASE"', "common": "$COMMON",
                     "service": "$SWORD, service=worker, $SINCE .. $UNTIL"}}
@@ -353,6 +364,11 @@ with open(f"{out}/results.md", "w") as f:
         p(f"\nlnav load alone (every file, one SQL on lnav_file): {lnav['load']['wall_s']:.1f} s.")
     p(f"\nlogagg: {meta['runs']} requests per query over one keep-alive connection, limit=100; rg: hyperfine -N, "
       f"{meta['rg_runs']} runs; lnav: {meta['lnav_runs']} run(s), each loads all files first.")
+    for k, what in (("logagg", "the logagg requests"), ("rg", "the rg runs")):
+        sh = meta[f"others_share_{k}"]
+        p(f"\nOther processes used {sh:.0%} of the machine during {what}"
+          + (": WARNING, those figures are skewed (run again on an idle machine)." if sh > 0.10 else "."))
+    p()
     for r in rows:
         t = r["ratio_p50"] >= 20 and (not r["selective"] or r["logagg"]["p99_ms"] < 10)
         p(f"- {r['query']}: {r['ratio_p50']:.1f}x faster than rg (target 20x)"
