@@ -151,6 +151,19 @@ def short_sym(line):
     return f"`{'::'.join(parts[-2:])}` {float(pc):.1f}%"
 
 
+def same_src(shas):
+    """The commits measured, and whether they build the same logagg (same src/ and manifests)."""
+    shas = [x for x in shas if re.fullmatch(r"[0-9a-f]{7,40}", x)]
+    if not shas:
+        return None
+    if len(shas) == 1:
+        return shas[0]
+    same = all(subprocess.run(["git", "diff", "--quiet", shas[0], x, "--", "src", "Cargo.toml", "Cargo.lock"],
+                              cwd=ROOT, capture_output=True).returncode == 0 for x in shas[1:])
+    return ", ".join(shas) + (" (bench-only commits apart: the same src/, Cargo.toml and Cargo.lock)" if same else
+                              " (**different sources**: compare areas with care)")
+
+
 def f0(v):
     return f"{v:,.0f}"
 
@@ -400,7 +413,7 @@ def main():
             f"- **Command**: `{a.command}`",
             f"- **Machine**: {machine()}",
             "- **Versions**: " + "; ".join(f"{k} {v[len(k):].strip() if v.lower().startswith(k.lower()) else v}" for k, v in versions(
-                ", ".join(sorted({measured(k).split(" ")[0] for k in src})) or None)),
+                same_src(sorted({measured(k).split(" ")[0] for k in src})))),
             "- **Sources of the figures**: " + "; ".join(f"{k}: {origin(k)}" for k in AREAS if k in src)
             + ("; missing: " + ", ".join(k for k in AREAS if k not in src) if any(k not in src for k in AREAS) else ""),
             "", "### Summary", "",
