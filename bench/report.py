@@ -295,6 +295,20 @@ def main():
                 why += (f"\n\n  Other processes used {others[0]:.0%} of the machine during the logagg requests and "
                         f"{others[1]:.0%} during the rg runs: these figures are skewed.")
             missed.append(("search", why))
+        # Other full-size runs of the same area: the spread between runs on a shared machine.
+        others_runs = []
+        d0 = os.path.join(WORK, AREAS["search"][0])
+        for x in sorted(os.listdir(d0)):
+            f = os.path.join(d0, x, "results.json")
+            if os.path.join(d0, x) == src["search"]["dir"] or not os.path.isfile(f):
+                continue
+            rr = json.load(open(f))
+            if is_small("search", rr):
+                continue
+            others_runs.append(f"{stamp_of(x)}: " + ", ".join(
+                f"{row['query']} {ms(row['logagg']['p50_ms'])} ms ({row['ratio_p50']:.1f}x rg)" for row in rr["rows"]))
+        if others_runs:
+            summary.append(("search, other full-size runs (p50, rg / logagg)", "; ".join(others_runs), "", "", "", ""))
         detail.append(("Search", "search", f"`{AREAS['search'][1]}`: {m['lines']:,} lines ({m['bytes'] / 1e9:.2f} GB, {m['files']} files, "
                        f"page cache), index {m['index_bytes'] / 1e6:,.0f} MB in {m['segments']} segments after merges settled. "
                        f"logagg: {m['runs']} `GET /api/search` requests per query over one keep-alive HTTP connection "
