@@ -205,7 +205,7 @@ def main():
         s = src[area]
         rel = os.path.relpath(s["dir"], ROOT)
         small = ", **smoke-test sizes**" if is_small(area, s["res"]) else ""
-        return f"{'this run' if s['fresh'] else 'an earlier run'}, {stamp_of(s['dir'])}, logagg {measured(area)}{small} (`{rel}`)"
+        return f"{'run for this report' if s['fresh'] else 'an earlier run, not re-run for this report'}, {stamp_of(s['dir'])}, logagg {measured(area)}{small} (`{rel}`)"
 
     summary = []   # area, logagg, compared, ratio, target, met
     missed = []    # area, explanation
@@ -268,7 +268,7 @@ def main():
                          f"{ms(la['p50_ms'])} / {ms(la['p99_ms'])} | {ms(la['took_p50_ms'])} | {ms(l1['took_p50_ms'])} | "
                          f"{ms(max(0.0, la['p50_ms'] - la['took_p50_ms']))} |")
             why = ("the queries below miss 20x rg (or p99 < 10 ms). What a request costs: took_ms is the server's search "
-                   "(count, rank, stored lines); the same query with limit=1 costs about as much, so reading and encoding "
+                   "(count, rank, stored lines); the same query with limit=1 costs nearly as much, so reading and encoding "
                    "the 100 stored lines is not it, and the time outside the search (HTTP on loopback, JSON, the client) "
                    "is about a millisecond. The cost grows with the number of matches: every query makes an exact count "
                    "of all matches (tantivy `Count`) and a second pass that offers every match, with its timestamp read "
@@ -335,8 +335,9 @@ def main():
                            "watcher (inotify), the line splitter, the live broadcast and an SSE stream over HTTP to the client "
                            "process, two more hops than pm2 logs, which gets it from PM2's bus."
                            + (f" `tail -F`, the floor (one read of the file), has a p99 of {ms(tf['p99_ms'])} ms in the same run "
-                              "against 0.22 ms on the issue author's idle machine: in this run the p99s are mostly waiting for a "
-                              "core that other processes held, and each extra hop of logagg's pays that wait once more."
+                              "against 0.22 ms on the issue author's machine: here the p99s of all three are dominated by "
+                              "scheduling delays on the 2 shared vCPUs (the followers, the writer and the Python reader that "
+                              "stamps arrivals), and each extra hop of logagg's can meet such a delay once more."
                               if tf["p99_ms"] > 1 else "")))
         detail.append(("Tail latency", "tail", f"`{AREAS['tail'][1]}`: a PM2 app writes {r['n']:,} lines, one every "
                        f"{r['interval_ms']} ms, each stamped with its write time; `tail -F`, `pm2 logs --raw` and "
