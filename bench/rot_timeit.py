@@ -5,7 +5,7 @@
 
 Runs every COMMAND (through `bash -c`) R times, interleaved (a, b, c, a, b, c, ...) so a
 change in the machine's load hits all of them alike, after one untimed warm-up run of
-each. Per command: wall seconds (median, min, max), CPU seconds (user + system of the
+each (--warmup N: N such runs). Per command: wall seconds (median, min, max), CPU seconds (user + system of the
 command and its children, median) and MB/s = N / 10^6 / median wall. Prints JSON.
 """
 
@@ -32,6 +32,7 @@ def run(cmd):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1, help="untimed runs of each first")
     ap.add_argument("--bytes", type=int, required=True)
     ap.add_argument("commands", nargs="+")
     a = ap.parse_args()
@@ -39,8 +40,9 @@ def main():
     for c in a.commands:
         name, _, cmd = c.partition("=")
         cmds.append((name, cmd))
-    for _, cmd in cmds:
-        run(cmd)
+    for _ in range(a.warmup):
+        for _, cmd in cmds:
+            run(cmd)
     times = {name: [] for name, _ in cmds}
     for _ in range(a.reps):
         for name, cmd in cmds:

@@ -41,6 +41,8 @@
 #                           daemon with rotation off, so rotation's share of its CPU shows
 #   ROT_COMPRESS_MIB=100    size of the compression input (0 skips the compression table)
 #   ROT_COMPRESS_REPS=5     timed repetitions per compressor
+#   ROT_COMPRESS_WARMUP=1   untimed warm-up runs per compressor (0 for a 1 GiB input)
+#   ROT_PIGZ=1              also time `pigz -6` (all cores) when pigz is installed
 #   BENCH_NO_BUILD=0        1 uses target/release/logagg as it is
 #   BENCH_REV=              a git revision (e.g. HEAD) to build and measure instead of the
 #                           work tree: exported to bench/work/src-<sha>, built in
@@ -64,6 +66,9 @@ VARIANTS=${ROT_LOGROTATE_VARIANTS:-stock gzipfix}
 LOGAGG_MODES=${ROT_LOGAGG_MODES:-rotate norotate}
 COMPRESS_MIB=${ROT_COMPRESS_MIB:-100}
 COMPRESS_REPS=${ROT_COMPRESS_REPS:-5}
+COMPRESS_WARMUP=${ROT_COMPRESS_WARMUP:-1}
+PIGZ=""
+if [[ ${ROT_PIGZ:-1} != 0 ]] && command -v pigz >/dev/null; then PIGZ=$(command -v pigz); fi
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=$WORK/rot-out/$STAMP
 A=$WORK/rotA
@@ -557,27 +562,34 @@ if [[ $COMPRESS_MIB != 0 ]]; then
     say "compression: gzip -6, logagg write_archive (level 6), Node zlib level 9 (pm2-logrotate); $COMPRESS_REPS runs each"
     wait_ingest
     wait_quiet
-    python3 "$BENCH/rot_timeit.py" --reps "$COMPRESS_REPS" --bytes "$in_bytes" \
+    pigz_cmd=()
+    [[ -n $PIGZ ]] && pigz_cmd=("pigz -6 > file ($(nproc) threads)='$PIGZ' -6 -c '$INPUT' >'$COMP/pigz.out.gz'")
+    python3 "$BENCH/rot_timeit.py" --reps "$COMPRESS_REPS" --warmup "$COMPRESS_WARMUP" --bytes "$in_bytes" \
         "gzip -6 > /dev/null=gzip -6 -c '$INPUT' >/dev/null" \
         "gzip -6 > file + sync=gzip -6 -c '$INPUT' >'$COMP/gzip.out.gz' && sync '$COMP/gzip.out.gz'" \
+        "${pigz_cmd[@]}" \
         "logagg write_archive level 6='$COMP_BIN' '$INPUT' '$COMP/logagg.out.gz' 6 >/dev/null" \
         "pm2-logrotate zlib level 9=node '$BENCH/rot_zlib.js' '$INPUT' '$COMP/zlib9.out.gz' >/dev/null" \
         >"$OUT/compress-times.json"
     python3 - "$OUT/compress-times.json" "$in_bytes" "$COMP" >"$COMP_JSON" <<'EOF'
-import json, os, subprocess, sys
+import json, os, sys
 rows = json.load(open(sys.argv[1]))
 n, comp = int(sys.argv[2]), sys.argv[3]
-gz6 = len(subprocess.run(["gzip", "-6", "-c", os.path.join(comp, "input.log")], capture_output=True, check=True).stdout)
-sizes = {"gzip -6 > /dev/null": gz6, "gzip -6 > file + sync": os.path.getsize(os.path.join(comp, "gzip.out.gz")),
+# gzip -6 is deterministic: the file it wrote is the size it sends to /dev/null.
+gz6 = os.path.getsize(os.path.join(comp, "gzip.out.gz"))
+sizes = {"gzip -6 > /dev/null": gz6, "gzip -6 > file + sync": gz6,
          "logagg write_archive level 6": os.path.getsize(os.path.join(comp, "logagg.out.gz")),
          "pm2-logrotate zlib level 9": os.path.getsize(os.path.join(comp, "zlib9.out.gz"))}
+for r in rows:
+    if r["name"].startswith("pigz"):
+        sizes[r["name"]] = os.path.getsize(os.path.join(comp, "pigz.out.gz"))
 for r in rows:
     r["bytes_in"] = n
     r["bytes_out"] = sizes[r["name"]]
 print(json.dumps(rows))
 EOF
     # The archives must decompress to the input.
-    for f in logagg.out.gz zlib9.out.gz; do
+    for f in logagg.out.gz zlib9.out.gz ${PIGZ:+pigz.out.gz}; do
         gzip -dc "$COMP/$f" | cmp -s - "$INPUT" || die "$f does not decompress to the input"
     done
 fi
