@@ -322,26 +322,41 @@ def main():
     # --- tail
     if "tail" in src:
         r = src["tail"]["res"]
-        fo = r["followers"]
+        # Results before the direct-file scenario keep every follower under "followers".
+        fo = r.get("pm2") or r["followers"]
+        direct = r.get("direct")
         la, tf, pl = fo["logagg tail"], fo["tail -F"], fo["pm2 logs"]
         ok = la["p99_ms"] <= pl["p99_ms"] and la["lines"] == r["n"]
-        summary.append(("tail: write-to-screen delay",
+        summary.append(("tail: PM2 app's write to screen",
                         f"p50 {ms(la['p50_ms'])} ms, p99 {ms(la['p99_ms'])} ms ({la['lines']:,}/{r['n']:,} lines)",
                         f"tail -F p50 {ms(tf['p50_ms'])}, p99 {ms(tf['p99_ms'])} ms; pm2 logs p50 {ms(pl['p50_ms'])}, p99 {ms(pl['p99_ms'])} ms",
-                        f"p99 {la['p99_ms'] / pl['p99_ms']:.2f}x pm2 logs", "p99 ≤ pm2 logs", verdict(ok)))
-        if not ok:
+                        f"p99 {la['p99_ms'] / pl['p99_ms']:.2f}x pm2 logs", "p99 ≤ pm2 logs, < 2 ms",
+                        verdict(ok and la["p99_ms"] < 2)))
+        if direct:
+            dl, dt = direct["logagg tail"], direct["tail -F"]
+            summary.append(("tail: file write to screen",
+                            f"p50 {ms(dl['p50_ms'])} ms, p99 {ms(dl['p99_ms'])} ms ({dl['lines']:,}/{r['n']:,} lines)",
+                            f"tail -F p50 {ms(dt['p50_ms'])}, p99 {ms(dt['p99_ms'])} ms",
+                            f"p99 {dl['p99_ms'] / dt['p99_ms']:.2f}x tail -F", "p99 < 2 ms",
+                            verdict(dl["p99_ms"] < 2 and dl["lines"] == r["n"])))
+        if not ok or la["p99_ms"] >= 2:
             missed.append(("tail", f"logagg tail's p99 is {ms(la['p99_ms'])} ms against pm2 logs' {ms(pl['p99_ms'])} ms "
                            f"(p50 {ms(la['p50_ms'])} against {ms(pl['p50_ms'])} ms): a line reaches `logagg tail` through the file "
                            "watcher (inotify), the line splitter, the live broadcast and an SSE stream over HTTP to the client "
                            "process, two more hops than pm2 logs, which gets it from PM2's bus."
-                           + (f" `tail -F`, the floor (one read of the file), has a p99 of {ms(tf['p99_ms'])} ms in the same run "
-                              "against 0.22 ms on the issue author's machine: here the p99s of all three are dominated by "
-                              "scheduling delays on the 2 shared vCPUs (the followers, the writer and the Python reader that "
+                           + (f" Straight from a file write, logagg tail's p99 is {ms(direct['logagg tail']['p99_ms'])} ms "
+                              f"against tail -F's {ms(direct['tail -F']['p99_ms'])} ms." if direct else "")
+                           + (f" `tail -F`, the floor (one read of the file), has a p99 of {ms(tf['p99_ms'])} ms behind PM2 in the "
+                              "same run against 0.22 ms on the issue author's machine: here the p99s of all three are dominated by "
+                              "scheduling delays on the 2 shared vCPUs (the followers, PM2, the writer and the Python reader that "
                               "stamps arrivals), and each extra hop of logagg's can meet such a delay once more."
                               if tf["p99_ms"] > 1 else "")))
         detail.append(("Tail latency", "tail", f"`{AREAS['tail'][1]}`: a PM2 app writes {r['n']:,} lines, one every "
                        f"{r['interval_ms']} ms, each stamped with its write time; `tail -F`, `pm2 logs --raw` and "
-                       "`logagg tail --raw` follow it at once and each line is stamped on arrival (bench/tail_latency.py).",
+                       "`logagg tail --raw` follow it at once and each line is stamped on arrival"
+                       + ("; then the script appends the same number of stamped lines to a file itself, followed by "
+                          "`tail -F` and `logagg tail`" if direct else "")
+                       + " (bench/tail_latency.py).",
                        src["tail"]["md"]))
 
     # --- rotation + compression

@@ -18,6 +18,8 @@ use crate::record::{Kind, Level, Record, TsSource};
 
 /// Bytes read per system call; also the most one file reads before others get a turn.
 const CHUNK: usize = 256 * 1024;
+/// A read buffer bigger than this is released once its file has caught up.
+const IDLE_BUF: usize = 16 * 1024;
 
 pub struct FileReader {
     file: File,
@@ -196,9 +198,6 @@ impl FileReader {
             self.fingerprint = Fingerprint::of(&self.file, size)?;
             outcome.truncated = true;
         }
-        if self.buf.len() < CHUNK {
-            self.buf.resize(CHUNK, 0);
-        }
         let read_at = Utc::now();
         let first_new = out.len();
         while self.read_pos < size {
@@ -207,6 +206,11 @@ impl FileReader {
                 break;
             }
             let want = ((size - self.read_pos) as usize).min(CHUNK);
+            // Sized to what is read, not to CHUNK up front: with 200 quiet files a full
+            // chunk each would be 50 MiB of buffers holding a few lines.
+            if self.buf.len() < want {
+                self.buf.resize(want, 0);
+            }
             let n = match self.file.read_at(&mut self.buf[..want], self.read_pos) {
                 Ok(0) => break,
                 Ok(n) => n,
@@ -223,6 +227,10 @@ impl FileReader {
         }
         if outcome.bytes > 0 {
             self.last_growth = Instant::now();
+        }
+        // Caught up after a backlog: give the big buffer back until the next one.
+        if !outcome.more && self.buf.len() > IDLE_BUF && outcome.bytes < IDLE_BUF as u64 {
+            self.buf = Vec::new();
         }
         if self.oldest.is_none() {
             self.oldest = out.get(first_new).map(|r| r.ts);
