@@ -417,16 +417,14 @@ def main():
                         "RSS < 30 MiB, < 0.1 CPU s/min",
                         f"RSS {verdict(ok_rss)}, CPU {verdict(ok_cpu)}"))
         if not ok_rss:
-            bufs = m["files"] * 256 / 1024
             missed.append(("idle RSS", f"{la['rss_max_mib']:.1f} MiB resident when idle with {m['files']} files: RssAnon "
                            f"{m.get('logagg_rss_anon_mib', 0):.1f} MiB (heap and stacks), RssFile {m.get('logagg_rss_file_mib', 0):.1f} MiB "
-                           "(the binary's pages and the mapped index). The anonymous part grows with the number of files: "
-                           "`src/tail/reader.rs` gives every followed file a read buffer of `CHUNK` = 256 KiB, zero-filled on the "
-                           f"first read and never shrunk, so {m['files']} files hold {bufs:.0f} MiB of buffers that an idle file "
-                           "does not need (a smoke test with 20 files sat at 39 MiB). The rest is the index writer (its arena "
-                           f"and indexing threads), the live ring buffer and the stacks of {m['logagg_threads']} threads; "
-                           f"its peak since start was {m['logagg_hwm_mib']:.1f} MiB. Under 30 MiB needs buffers that are "
-                           "allocated per read and dropped (or shrunk) when a file goes quiet, and a smaller idle writer."))
+                           "(the binary's pages and the mapped index). Read buffers are sized to each read and released once "
+                           "a file has caught up (until 2026-12-02 every file kept a 256 KiB buffer: 92 MiB with 200 files). "
+                           "What stays is the index writer (its arena and indexing threads), the live ring buffer, the "
+                           f"allocator's per-thread caches and the stacks of {m['logagg_threads']} threads; its peak since "
+                           f"start was {m['logagg_hwm_mib']:.1f} MiB. Under 30 MiB needs a smaller idle writer (fewer indexing "
+                           "threads, its arena given back between commits)."))
         if not ok_cpu:
             missed.append(("idle CPU", f"{la['cpu_s_per_min']:.3f} CPU s per minute while nothing is written: the 1 s commit "
                            "timer, the 5 s rescan of the globs, the PM2 bus and rotation checks wake it."))
