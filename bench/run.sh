@@ -10,7 +10,7 @@
 #
 # Areas, in order: ingest (bench/ingest.sh), search (bench/search.sh), tail
 # (bench/tail_latency.sh), rotation (bench/rotation.sh: rotation and compression), idle
-# (bench/idle.sh). One failing area does not stop the others; the report then uses that
+# (bench/idle.sh), load (bench/load.sh). One failing area does not stop the others; the report then uses that
 # area's newest earlier results and run.sh exits 1.
 #
 # Every measurement holds /tmp/logagg-bench.lock (flock), which the other sessions on a
@@ -18,7 +18,7 @@
 #
 # Environment:
 #   BENCH_QUICK=0        1: small sizes, and the report goes to bench/work/BENCHMARKS.quick.md
-#   BENCH_AREAS="ingest search tail rotation idle"
+#   BENCH_AREAS="ingest search tail rotation idle load"
 #   BENCH_DOC=docs/BENCHMARKS.md   the document whose generated part is rewritten
 #   BENCH_NO_BUILD=0     1 uses target/release/logagg as it is
 #   BENCH_LOCK=/tmp/logagg-bench.lock
@@ -31,7 +31,7 @@ BENCH=$ROOT/bench
 # shellcheck source=bench/lib.sh
 . "$BENCH/lib.sh"
 LOCK=${BENCH_LOCK:-/tmp/logagg-bench.lock}
-AREAS=${BENCH_AREAS:-ingest search tail rotation idle}
+AREAS=${BENCH_AREAS:-ingest search tail rotation idle load}
 QUICK=${BENCH_QUICK:-0}
 COMMAND="${BENCH_COMMAND:-$(env | grep -E '^(BENCH|SEARCH|LAT|ROT|IDLE)_' | grep -v -E '^BENCH_(LOCKED|COMMAND)=' | sort | tr '\n' ' ')bash bench/run.sh}"
 
@@ -51,16 +51,17 @@ if [[ $QUICK == 1 ]]; then
     : "${BENCH_GIB:=0.02}" "${SEARCH_LINES:=200000}" "${SEARCH_RUNS:=10}" "${SEARCH_RG_RUNS:=3}" "${SEARCH_SETTLE:=30}"
     : "${LAT_LINES:=300}" "${ROT_SECONDS:=6}" "${ROT_COMPRESS_MIB:=10}" "${ROT_COMPRESS_REPS:=1}" "${ROT_COMPRESS_WARMUP:=0}"
     : "${IDLE_APPS:=10}" "${IDLE_SECONDS:=10}" "${IDLE_SETTLE:=3}" "${BENCH_QUIET_WAIT:=60}"
+    : "${LOAD_RATE:=5000}" "${LOAD_SECONDS:=5}"
     DOC=${BENCH_DOC:-$BENCH/work/BENCHMARKS.quick.md}
     mkdir -p "$BENCH/work"
     [[ -f $DOC ]] || cp "$ROOT/docs/BENCHMARKS.md" "$DOC"
 else
     : "${BENCH_GIB:=1}" "${SEARCH_LINES:=10000000}" "${LAT_LINES:=2000}" "${ROT_RATE:=5000}" "${ROT_SECONDS:=30}"
     : "${ROT_COMPRESS_MIB:=1024}" "${ROT_COMPRESS_REPS:=1}" "${ROT_COMPRESS_WARMUP:=0}"
-    : "${IDLE_APPS:=100}" "${IDLE_SECONDS:=60}"
+    : "${IDLE_APPS:=100}" "${IDLE_SECONDS:=60}" "${LOAD_RATE:=50000}" "${LOAD_SECONDS:=20}"
     DOC=${BENCH_DOC:-$ROOT/docs/BENCHMARKS.md}
 fi
-export BENCH_GIB SEARCH_LINES LAT_LINES ROT_SECONDS ROT_COMPRESS_MIB ROT_COMPRESS_REPS ROT_COMPRESS_WARMUP IDLE_APPS IDLE_SECONDS
+export BENCH_GIB SEARCH_LINES LAT_LINES ROT_SECONDS ROT_COMPRESS_MIB ROT_COMPRESS_REPS ROT_COMPRESS_WARMUP IDLE_APPS IDLE_SECONDS LOAD_RATE LOAD_SECONDS
 [[ -n ${SEARCH_RUNS:-} ]] && export SEARCH_RUNS
 [[ -n ${SEARCH_RG_RUNS:-} ]] && export SEARCH_RG_RUNS
 [[ -n ${SEARCH_SETTLE:-} ]] && export SEARCH_SETTLE
@@ -68,8 +69,8 @@ export BENCH_GIB SEARCH_LINES LAT_LINES ROT_SECONDS ROT_COMPRESS_MIB ROT_COMPRES
 [[ -n ${IDLE_SETTLE:-} ]] && export IDLE_SETTLE
 [[ -n ${BENCH_QUIET_WAIT:-} ]] && export BENCH_QUIET_WAIT
 
-declare -A SCRIPT=([ingest]=ingest.sh [search]=search.sh [tail]=tail_latency.sh [rotation]=rotation.sh [idle]=idle.sh)
-declare -A OUTDIR=([ingest]=out [search]=search-out [tail]=lat-out [rotation]=rot-out [idle]=idle-out)
+declare -A SCRIPT=([ingest]=ingest.sh [search]=search.sh [tail]=tail_latency.sh [rotation]=rotation.sh [idle]=idle.sh [load]=load.sh)
+declare -A OUTDIR=([ingest]=out [search]=search-out [tail]=lat-out [rotation]=rot-out [idle]=idle-out [load]=load-out)
 LOGDIR=$BENCH/work/run-out/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$LOGDIR"
 fresh=()

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Load: 50 concurrent search clients and 20 followers while 50,000 lines/s are written,
+# then proof that nothing was lost (bench/load.py does the measuring; see its docstring).
+#
+#   bash bench/load.sh
+#
+# Environment:
+#   LOAD_RATE=50000  LOAD_SECONDS=20  LOAD_WRITERS=4  LOAD_SEARCHERS=50  LOAD_FOLLOWERS=20
+#   BENCH_NO_BUILD=0    1 uses target/release/logagg as it is
+#   BENCH_QUIET_WAIT=900
+#
+# Results: bench/work/load-out/<UTC time>/ (results.md, results.json, logagg's log).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+WORK=$ROOT/bench/work/load
+OUT=$ROOT/bench/work/load-out/$(date -u +%Y%m%dT%H%M%SZ)
+if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
+    say "building logagg (release)"
+    (cd "$ROOT" && cargo build --release --quiet)
+fi
+LOGAGG=$ROOT/target/release/logagg
+rm -rf "$WORK"
+mkdir -p "$WORK/logs/pm2" "$OUT"
+daemon_pid=
+cleanup() { [[ -n $daemon_pid ]] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null; true; }
+trap cleanup EXIT
+(cd "$WORK" && LOGAGG_PM2_BUS=false LOGAGG_API_LISTEN=127.0.0.1:0 LOGAGG_ROTATION_MAX_SIZE= \
+    exec "$LOGAGG" daemon --data-dir "$WORK/state" --path "$WORK/logs/pm2/*.log" \
+    2>"$OUT/logagg.log") &
+daemon_pid=$!
+for _ in $(seq 100); do [[ -s $WORK/state/api.addr ]] && break; sleep 0.1; done
+ADDR=$(cat "$WORK/state/api.addr")
+wait_quiet
+say "load: ${LOAD_RATE:-50000} lines/s for ${LOAD_SECONDS:-20} s, ${LOAD_SEARCHERS:-50} searchers, ${LOAD_FOLLOWERS:-20} followers"
+{
+    echo "Load, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, logagg $(git -C "$ROOT" rev-parse --short HEAD)"
+    echo
+    python3 "$ROOT/bench/load.py" --addr "$ADDR" --dir "$WORK/logs/pm2" --out "$OUT" \
+        --rate "${LOAD_RATE:-50000}" --seconds "${LOAD_SECONDS:-20}" --writers "${LOAD_WRITERS:-4}" \
+        --searchers "${LOAD_SEARCHERS:-50}" --followers "${LOAD_FOLLOWERS:-20}"
+} | tee "$OUT/results.md"
