@@ -107,20 +107,7 @@ if ! backlog_intact; then
     say "generating $GIB GiB of PM2 logs in $LOGS"
     rm -rf "$WORK/logs"
     mkdir -p "$LOGS"
-    names=$(python3 -c "import importlib.util as u; s=u.spec_from_file_location('g','$GEN'); m=u.module_from_spec(s); s.loader.exec_module(m); print(' '.join(f[0] for f in m.FILES))")
-    # One process per file, as many at a time as there are cores.
-    # shellcheck disable=SC2086
-    printf '%s\n' $names |
-        xargs -P "$(nproc)" -I{} python3 "$GEN" --out "$LOGS" --gib "$GIB" --only {} \
-            >"$WORK/logs/parts.jsonl"
-    python3 - "$WORK/logs/parts.jsonl" >"$MANIFEST" <<'EOF'
-import json, sys
-files = {}
-for line in open(sys.argv[1]):
-    files.update(json.loads(line)["files"])
-print(json.dumps({"lines": sum(f["lines"] for f in files.values()),
-                  "bytes": sum(f["bytes"] for f in files.values()), "files": files}))
-EOF
+    gen_backlog "$GEN" "$LOGS" "$GIB" "$MANIFEST"
     echo "$GEN_ID" >"$WORK/logs/id"
 fi
 N=$(python3 -c "import json; print(json.load(open('$MANIFEST'))['lines'])")

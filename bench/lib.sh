@@ -26,3 +26,37 @@ wait_quiet() {
         sleep 10
     done
 }
+
+# gen_backlog GEN LOGS GIB MANIFEST: writes GIB GiB of PM2 logs into LOGS with the
+# generator GEN, one process per file and as many at a time as there are cores, and the
+# manifest (lines, bytes, per-file sizes) to MANIFEST.
+gen_backlog() {
+    local gen=$1 logs=$2 gib=$3 manifest=$4 names
+    mkdir -p "$logs"
+    names=$(python3 -c "import importlib.util as u; s=u.spec_from_file_location('g','$gen'); m=u.module_from_spec(s); s.loader.exec_module(m); print(' '.join(f[0] for f in m.FILES))")
+    # shellcheck disable=SC2086
+    printf '%s\n' $names |
+        xargs -P "$(nproc)" -I{} python3 "$gen" --out "$logs" --gib "$gib" --only {} >"$manifest.parts"
+    python3 - "$manifest.parts" >"$manifest" <<'PY'
+import json, sys
+files = {}
+for line in open(sys.argv[1]):
+    files.update(json.loads(line)["files"])
+print(json.dumps({"lines": sum(f["lines"] for f in files.values()),
+                  "bytes": sum(f["bytes"] for f in files.values()), "files": files}))
+PY
+    rm -f "$manifest.parts"
+}
+
+# start_logagg BIN WORK LOG [VAR=value ...]: the daemon in WORK, data_dir WORK/state,
+# following WORK/logs/pm2/*.log, its API on a free loopback port, stderr to LOG, the
+# given variables in its environment. Sets DAEMON_PID and ADDR once it answers.
+start_logagg() {
+    local bin=$1 work=$2 log=$3
+    shift 3
+    (cd "$work" && exec env LOGAGG_API_LISTEN=127.0.0.1:0 "$@" "$bin" daemon \
+        --data-dir "$work/state" --path "$work/logs/pm2/*.log" 2>"$log") &
+    DAEMON_PID=$!
+    for _ in $(seq 100); do [[ -s $work/state/api.addr ]] && break; sleep 0.1; done
+    ADDR=$(cat "$work/state/api.addr")
+}

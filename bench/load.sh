@@ -24,15 +24,10 @@ fi
 LOGAGG=$ROOT/target/release/logagg
 rm -rf "$WORK"
 mkdir -p "$WORK/logs/pm2" "$OUT"
-daemon_pid=
-cleanup() { [[ -n $daemon_pid ]] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null; true; }
+DAEMON_PID=
+cleanup() { [[ -n $DAEMON_PID ]] && kill "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null; true; }
 trap cleanup EXIT
-(cd "$WORK" && LOGAGG_PM2_BUS=false LOGAGG_API_LISTEN=127.0.0.1:0 LOGAGG_ROTATION_MAX_SIZE= \
-    exec "$LOGAGG" daemon --data-dir "$WORK/state" --path "$WORK/logs/pm2/*.log" \
-    2>"$OUT/logagg.log") &
-daemon_pid=$!
-for _ in $(seq 100); do [[ -s $WORK/state/api.addr ]] && break; sleep 0.1; done
-ADDR=$(cat "$WORK/state/api.addr")
+start_logagg "$LOGAGG" "$WORK" "$OUT/logagg.log" LOGAGG_PM2_BUS=false
 wait_quiet
 say "load: ${LOAD_RATE:-50000} lines/s for ${LOAD_SECONDS:-20} s, ${LOAD_SEARCHERS:-50} searchers, ${LOAD_FOLLOWERS:-20} followers"
 {

@@ -34,20 +34,15 @@ LOGAGG=$ROOT/target/release/logagg
 rm -rf "$WORK"
 mkdir -p "$WORK/logs/pm2" "$WORK/pm2home" "$OUT"
 export PM2_HOME=$WORK/pm2home
-daemon_pid=
+DAEMON_PID=
 cleanup() {
-    [[ -n $daemon_pid ]] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
+    [[ -n $DAEMON_PID ]] && kill "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null
     "$PM2" kill >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
 "$PM2" ping >/dev/null
-(cd "$WORK" && LOGAGG_PM2_HOME=$PM2_HOME LOGAGG_API_LISTEN=127.0.0.1:0 \
-    exec "$LOGAGG" daemon --data-dir "$WORK/state" --path "$WORK/logs/pm2/*.log" \
-    2>"$OUT/logagg.log") &
-daemon_pid=$!
-for _ in $(seq 100); do [[ -s $WORK/state/api.addr ]] && break; sleep 0.1; done
-ADDR=$(cat "$WORK/state/api.addr")
+start_logagg "$LOGAGG" "$WORK" "$OUT/logagg.log" LOGAGG_PM2_HOME="$PM2_HOME"
 
 wait_quiet
 say "measuring: $N lines, one every ${INTERVAL} ms"

@@ -3,7 +3,6 @@
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -13,10 +12,10 @@ use tower::ServiceExt;
 
 use super::{router, AppState};
 use crate::config::Config;
-use crate::index::{Indexer, IndexerOptions, Timeline};
+use crate::index::writer::index_for_tests;
+use crate::index::Timeline;
 use crate::live::{Live, LiveLimits};
 use crate::record::{Kind, MarkerInfo, Record, Stream};
-use crate::tail::Batch;
 
 /// An API over an index holding `records` (committed); the directory lives as long as
 /// the first value.
@@ -33,24 +32,7 @@ pub fn state_configured(
     let mut config = Config::defaults(dir.path());
     tweak(&mut config);
     let timeline = Timeline::open(&dir.path().join("index")).unwrap();
-    let indexer = Indexer::new(
-        &timeline,
-        IndexerOptions {
-            commit_interval: Duration::from_millis(50),
-            retention: Duration::from_secs(1 << 40),
-            writer_memory: 15 << 20,
-        },
-    )
-    .unwrap();
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    tx.send(Batch {
-        records,
-        checkpoints: vec![],
-        dropped: vec![],
-    })
-    .unwrap();
-    drop(tx);
-    indexer.run(rx);
+    index_for_tests(&timeline, records);
     // Nothing rotates in these tests: the receiver is dropped.
     let (rotate, _) = std::sync::mpsc::sync_channel(1);
     let state = AppState {

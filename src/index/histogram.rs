@@ -237,15 +237,13 @@ pub fn service_totals(timeline: &Timeline) -> Result<BTreeMap<String, ServiceTot
 
 #[cfg(test)]
 mod tests {
-    use std::sync::mpsc::sync_channel;
     use std::time::Duration;
 
     use chrono::TimeZone;
 
     use super::*;
-    use crate::index::{Indexer, IndexerOptions};
+    use crate::index::writer::index_for_tests;
     use crate::record::{MarkerInfo, Record, Stream};
-    use crate::tail::Batch;
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -271,24 +269,7 @@ mod tests {
     fn indexed(records: Vec<Record>) -> (tempfile::TempDir, Timeline) {
         let dir = tempfile::tempdir().unwrap();
         let timeline = Timeline::open(dir.path()).unwrap();
-        let indexer = Indexer::new(
-            &timeline,
-            IndexerOptions {
-                commit_interval: Duration::from_millis(50),
-                retention: Duration::from_secs(1 << 40),
-                writer_memory: 15 << 20,
-            },
-        )
-        .unwrap();
-        let (tx, rx) = sync_channel(1);
-        tx.send(Batch {
-            records,
-            checkpoints: vec![],
-            dropped: vec![],
-        })
-        .unwrap();
-        drop(tx);
-        indexer.run(rx);
+        index_for_tests(&timeline, records);
         (dir, timeline)
     }
 

@@ -327,6 +327,30 @@ pub fn to_document(f: &Fields, rec: &Record) -> TantivyDocument {
     doc
 }
 
+/// For tests: indexes `records` into `timeline` through a real indexer and commits,
+/// retention off.
+#[cfg(test)]
+pub fn index_for_tests(timeline: &Timeline, records: Vec<Record>) {
+    let indexer = Indexer::new(
+        timeline,
+        IndexerOptions {
+            commit_interval: Duration::from_millis(50),
+            retention: Duration::from_secs(1 << 40),
+            writer_memory: 15 << 20,
+        },
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    tx.send(Batch {
+        records,
+        checkpoints: vec![],
+        dropped: vec![],
+    })
+    .unwrap();
+    drop(tx);
+    indexer.run(rx);
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc::sync_channel;

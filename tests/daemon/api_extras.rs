@@ -9,38 +9,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::harness::{append, Daemon, Project};
+use crate::harness::{bus_frame, Daemon, Project};
+use crate::search::seeded_with;
 
 /// The lines of `search.rs`'s seeded project: two services, seven lines a minute apart.
 /// They are days old: no age limit, so the files are rotated only when a test asks.
 fn seeded() -> Project {
-    let p = Project::new("[rotation]\nmax_age = \"\"");
-    append(
-        &p.log("duck-out.log"),
-        "2026-11-22T10:00:00: duck starting\n\
-         2026-11-22T10:03:00: duck request timeout from upstream\n\
-         2026-11-22T10:06:00: duck done\n",
-    );
-    append(
-        &p.log("duck-error.log"),
-        "2026-11-22T10:01:00: ERROR upstream timeout after 30s\n\
-         2026-11-22T10:04:00: WARN retrying upstream\n",
-    );
-    append(
-        &p.log("api-out-0.log"),
-        "2026-11-22T10:02:00: api timeout waiting for db\n\
-         2026-11-22T10:05:00: INFO api upstream healthy\n",
-    );
-    p
-}
-
-fn frame(topic: &str, payload: &Value) -> Vec<u8> {
-    let mut out = vec![0x12];
-    for arg in [format!("s:{topic}"), format!("j:{payload}")] {
-        out.extend_from_slice(&(arg.len() as u32).to_be_bytes());
-        out.extend_from_slice(arg.as_bytes());
-    }
-    out
+    seeded_with("[rotation]\nmax_age = \"\"")
 }
 
 /// A PM2 event at `at` (RFC 3339).
@@ -48,7 +23,7 @@ fn event(name: &str, event: &str, at: &str, status: &str, restarts: u64) -> Vec<
     let ms = chrono::DateTime::parse_from_rfc3339(at)
         .unwrap()
         .timestamp_millis();
-    frame(
+    bus_frame(
         "process:event",
         &json!({"event": event, "manually": event != "exit", "at": ms,
                 "process": {"name": name, "pm_id": 0, "status": status,
@@ -344,13 +319,8 @@ fn histogram_and_metrics_over_http() {
     assert!(count("logagg_search_seconds_count") >= 2);
 
     // A rotation and a reconnection to PM2's bus are counted.
-    let resp = ureq::post(format!("http://{}/api/rotate?service=api", d.addr))
-        .send_empty()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
-    let rotated: Value = serde_json::from_str(&resp).unwrap();
+    let (code, rotated) = d.post("/api/rotate?service=api");
+    assert_eq!(code, 200, "{rotated}");
     assert_eq!(rotated["rotated"][0]["error"], Value::Null, "{rotated}");
     drop(pm2);
     let (_pm2, _) = listener.accept().unwrap();

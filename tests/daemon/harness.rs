@@ -161,6 +161,17 @@ impl Daemon {
         (status, json)
     }
 
+    /// `POST path` → (status, JSON body).
+    pub fn post(&self, path: &str) -> (u16, Value) {
+        let mut resp = agent()
+            .post(format!("http://{}{}", self.addr, path))
+            .send_empty()
+            .expect("the daemon does not answer");
+        let code = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string().unwrap();
+        (code, serde_json::from_str(&body).unwrap())
+    }
+
     /// `/api/search`, which must succeed.
     pub fn search(&self, query: &[(&str, &str)]) -> Value {
         let (status, body) = self.get("/api/search", query);
@@ -425,4 +436,16 @@ impl Drop for Follow {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One message of PM2's bus as it travels on `pub.sock` (amp v1, two arguments: the
+/// topic as a string, the payload as JSON), written out by hand rather than with
+/// logagg's own encoder, so the daemon's decoder is checked against an independent copy.
+pub fn bus_frame(topic: &str, payload: &Value) -> Vec<u8> {
+    let mut out = vec![0x12];
+    for arg in [format!("s:{topic}"), format!("j:{payload}")] {
+        out.extend_from_slice(&(arg.len() as u32).to_be_bytes());
+        out.extend_from_slice(arg.as_bytes());
+    }
+    out
 }

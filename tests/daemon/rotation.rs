@@ -38,19 +38,6 @@ fn status(d: &Daemon) -> Value {
     body
 }
 
-fn post(d: &Daemon, path: &str) -> (u16, Value) {
-    let mut resp = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent()
-        .post(format!("http://{}{}", d.addr, path))
-        .send_empty()
-        .unwrap();
-    let code = resp.status().as_u16();
-    let body = resp.body_mut().read_to_string().unwrap();
-    (code, serde_json::from_str(&body).unwrap())
-}
-
 /// A writer appending numbered lines with O_APPEND from another thread, like any app.
 struct Writer {
     /// Lines written so far.
@@ -214,7 +201,7 @@ fn retention_keeps_the_newest_archives_of_exactly_each_file() {
             written += 1;
         }
         d.wait_total(&[], written, 20);
-        let (code, body) = post(&d, "/api/rotate");
+        let (code, body) = d.post("/api/rotate");
         assert_eq!(code, 200, "{body}");
         let rotated = body["rotated"].as_array().unwrap();
         assert_eq!(rotated.len(), 4, "{body:#}");
@@ -260,7 +247,7 @@ fn retention_by_total_size_and_by_age() {
         append(&p.log("big-out.log"), format!("{line}\n"));
         append(&p.log("old-out.log"), format!("old {round}\n"));
         d.wait_total(&[], 2 * (round + 1), 20);
-        let (code, body) = post(&d, "/api/rotate");
+        let (code, body) = d.post("/api/rotate");
         assert_eq!(code, 200, "{body}");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -270,7 +257,7 @@ fn retention_by_total_size_and_by_age() {
     std::thread::sleep(Duration::from_millis(1500));
     append(&p.log("old-out.log"), "old 4\n");
     d.wait_total(&[], 9, 20);
-    let (code, body) = post(&d, "/api/rotate?service=old");
+    let (code, body) = d.post("/api/rotate?service=old");
     assert_eq!(code, 200, "{body}");
     let kept = wait_for_archives(&archive_dir, "old-out", 1);
     assert_eq!(std::fs::read_to_string(&kept[0]).unwrap(), "old 4\n");
@@ -293,7 +280,7 @@ fn an_unwritable_archive_directory_fails_the_rotation_and_keeps_everything() {
     d.wait_total(&[], 500, 20);
     std::thread::sleep(Duration::from_millis(500));
     let guard = ReadOnly::set(&archive_dir);
-    let (code, body) = post(&d, "/api/rotate");
+    let (code, body) = d.post("/api/rotate");
     assert_eq!(code, 200, "{body}");
     let r = &body["rotated"][0];
     let error = r["error"].as_str().unwrap_or_else(|| panic!("{body:#}"));
@@ -310,7 +297,7 @@ fn an_unwritable_archive_directory_fails_the_rotation_and_keeps_everything() {
     assert_eq!(d.search(&[])["total"], 500);
     // Writable again: the next try succeeds.
     drop(guard);
-    let (code, body) = post(&d, "/api/rotate");
+    let (code, body) = d.post("/api/rotate");
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["rotated"][0]["method"], "collapse", "{body:#}");
     std::thread::sleep(Duration::from_millis(500));
@@ -438,7 +425,7 @@ fn a_full_disk_fails_the_rotation_keeps_everything_and_a_later_try_succeeds() {
     let d = p.start();
     d.wait_total(&[], 4000, 20);
     std::thread::sleep(Duration::from_millis(500));
-    let (code, body) = post(&d, "/api/rotate");
+    let (code, body) = d.post("/api/rotate");
     assert_eq!(code, 200, "{body}");
     let error = body["rotated"][0]["error"]
         .as_str()
@@ -455,7 +442,7 @@ fn a_full_disk_fails_the_rotation_keeps_everything_and_a_later_try_succeeds() {
         .contains("No space left on device"));
     // Room again: the next try goes through.
     SmallFs::resize(&archive_dir, "4m");
-    let (code, body) = post(&d, "/api/rotate");
+    let (code, body) = d.post("/api/rotate");
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["rotated"][0]["method"], "collapse", "{body:#}");
     let all = archives_then_live(&archive_dir, "full-out", &live);

@@ -8,7 +8,12 @@ use crate::harness::{append, get_status, messages, Project};
 
 /// Three services with fixed timestamps a minute apart, so order and ranges are exact.
 fn seeded() -> Project {
-    let p = Project::new("");
+    seeded_with("")
+}
+
+/// [`seeded`] with more configuration lines (see [`Project::new`]).
+pub fn seeded_with(extra: &str) -> Project {
+    let p = Project::new(extra);
     append(
         &p.log("duck-out.log"),
         "2026-11-22T10:00:00: duck starting\n\

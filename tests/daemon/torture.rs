@@ -273,19 +273,6 @@ fn statvfs(dir: &Path) -> (u64, u64) {
     (st.f_frsize as u64, st.f_bavail as u64)
 }
 
-fn post(d: &Daemon, path: &str) -> (u16, Value) {
-    let mut resp = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent()
-        .post(format!("http://{}{}", d.addr, path))
-        .send_empty()
-        .unwrap();
-    let code = resp.status().as_u16();
-    let body = resp.body_mut().read_to_string().unwrap();
-    (code, serde_json::from_str(&body).unwrap())
-}
-
 fn mkfifo(path: &Path) {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
@@ -521,7 +508,7 @@ fn torture_hostile_input_leaves_the_daemon_alive_and_loses_nothing_written() {
     // Committed: collapse archives only what the index holds.
     std::thread::sleep(Duration::from_millis(500));
     let says = disk.fill(128 * 1024);
-    let (code, body) = post(&d, "/api/rotate?service=full");
+    let (code, body) = d.post("/api/rotate?service=full");
     assert_eq!(code, 200, "{body}");
     let error = body["rotated"][0]["error"]
         .as_str()
@@ -546,7 +533,7 @@ fn torture_hostile_input_leaves_the_daemon_alive_and_loses_nothing_written() {
     );
     assert_alive(&d, &control, "disk full");
     disk.free_up();
-    let (code, body) = post(&d, "/api/rotate?service=full");
+    let (code, body) = d.post("/api/rotate?service=full");
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["rotated"][0]["method"], "collapse", "{body:#}");
     let rotated = archives(&disk.dir, "full-out");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{SecondsFormat, Utc};
 use serde_json::{json, Value};
 
-use crate::harness::{append, Daemon, Project};
+use crate::harness::{append, bus_frame, Daemon, Project};
 use crate::node_harness::{ensure_node_deps, REPO};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -25,25 +25,19 @@ fn colour(service: &str) -> String {
     format!("c{}", xxhash_rust::xxh3::xxh3_64(service.as_bytes()) % 6)
 }
 
-/// One PM2 `process:event` frame as the bus sends it.
-fn frame(payload: &Value) -> Vec<u8> {
-    let mut out = vec![0x12];
-    for arg in ["s:process:event".to_string(), format!("j:{payload}")] {
-        out.extend_from_slice(&(arg.len() as u32).to_be_bytes());
-        out.extend_from_slice(arg.as_bytes());
-    }
-    out
-}
-
 /// `worker` exiting with code 3 and PM2 restarting it: one crash marker at `at_ms`.
 fn crash_and_restart(at_ms: i64) -> Vec<u8> {
     let proc = |status: &str, restarts: u64| {
         json!({"name": "worker", "pm_id": 1, "status": status, "exit_code": 3,
                "restart_time": restarts, "unstable_restarts": 0})
     };
-    let mut out = frame(&json!({"event": "exit", "manually": false, "at": at_ms,
-                                "process": proc("stopped", 3)}));
-    out.extend(frame(
+    let mut out = bus_frame(
+        "process:event",
+        &json!({"event": "exit", "manually": false, "at": at_ms,
+                                "process": proc("stopped", 3)}),
+    );
+    out.extend(bus_frame(
+        "process:event",
         &json!({"event": "online", "manually": false, "at": at_ms + 40,
                              "process": proc("online", 4)}),
     ));

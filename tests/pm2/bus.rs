@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::daemon_harness::{get_status, Daemon, Project};
+use crate::daemon_harness::{bus_frame, get_status, Daemon, Project};
 use crate::harness::{wait_until, AppSpec, Pm2};
 
 const SECRET: &str = "hunter2-xyz";
@@ -243,17 +243,8 @@ fn pm2_killed_and_started_again_while_logagg_runs() {
     );
 }
 
-fn frame(topic: &str, payload: &Value) -> Vec<u8> {
-    let mut out = vec![0x12];
-    for arg in [format!("s:{topic}"), format!("j:{payload}")] {
-        out.extend_from_slice(&(arg.len() as u32).to_be_bytes());
-        out.extend_from_slice(arg.as_bytes());
-    }
-    out
-}
-
 fn start_event(name: &str) -> Vec<u8> {
-    frame(
+    bus_frame(
         "process:event",
         &json!({"event": "start", "manually": true, "at": 1_795_314_995_000u64,
                 "process": {"name": name, "pm_id": 0, "restart_time": 0, "SECRET_TOKEN": SECRET}}),
@@ -282,9 +273,9 @@ fn a_fake_bus_sending_garbage_truncated_and_oversized_frames() {
         bad_json.extend_from_slice(arg);
     }
     bytes.extend(bad_json);
-    bytes.extend(frame("no:such:topic", &json!({})));
-    bytes.extend(frame("process:event", &json!({"event": "exit"})));
-    bytes.extend(frame("process:event", &json!("hunter2-xyz")));
+    bytes.extend(bus_frame("no:such:topic", &json!({})));
+    bytes.extend(bus_frame("process:event", &json!({"event": "exit"})));
+    bytes.extend(bus_frame("process:event", &json!("hunter2-xyz")));
     bytes.extend([0x11, 0, 0, 0, 2, b'h', b'i']); // one argument, not two
     bytes.extend(start_event("beta"));
     bytes.extend([0x12, 0, 0, 0, 100, b's', b':']); // cut off
