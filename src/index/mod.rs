@@ -3,11 +3,13 @@
 //! never disagree after a crash.
 
 pub mod histogram;
+pub mod order;
 pub mod schema;
 pub mod search;
 pub mod writer;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use tantivy::directory::MmapDirectory;
 use tantivy::{Index, IndexReader, ReloadPolicy};
@@ -45,6 +47,8 @@ pub struct Timeline {
     pub index: Index,
     pub fields: Fields,
     pub reader: IndexReader,
+    /// Timestamp bounds per block of each segment, for [`order::top_in_order`].
+    pub bounds: Arc<order::BoundsCache>,
 }
 
 impl Timeline {
@@ -81,6 +85,7 @@ impl Timeline {
             index,
             fields,
             reader,
+            bounds: Arc::default(),
         })
     }
 

@@ -7,11 +7,11 @@ use tantivy::query_grammar::{Occur as GrammarOccur, UserInputAst, UserInputLeaf}
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
-use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
 use tantivy::schema::{IndexRecordOption, Value};
-use tantivy::{DocAddress, Searcher, SegmentReader, TantivyDocument, Term};
+use tantivy::{Searcher, TantivyDocument, Term};
 
+use super::order;
 use super::schema::{self, Fields};
 use super::Timeline;
 use crate::record::{Kind, Level, Record, Stream};
@@ -160,7 +160,9 @@ pub fn search(timeline: &Timeline, req: &SearchRequest) -> Result<SearchResult, 
     let started = std::time::Instant::now();
     let searcher = timeline.reader.searcher();
     let query = build_query(timeline, req)?;
-    let total = searcher.search(&*query, &Count)? as u64;
+    // `Query::count` answers a lone word from its document frequency, without visiting
+    // a posting.
+    let total = query.count(&searcher)? as u64;
     let keyed = page(&searcher, timeline, query, req)?;
     let limit = req.limit.clamp(1, MAX_LIMIT);
     let next = (keyed.len() == limit)
@@ -221,7 +223,15 @@ fn page(
         }
         None => query,
     };
-    let keyed = top_by_key(searcher, &*paged, limit, req.order, req.after)?;
+    let keyed = order::top_in_order(
+        searcher,
+        &timeline.bounds,
+        &*paged,
+        limit,
+        req.order,
+        req.after,
+        order::Walk::DEFAULT,
+    )?;
     let mut hits = Vec::with_capacity(keyed.len());
     for (key, addr) in keyed {
         let doc: TantivyDocument = searcher.doc(addr)?;
@@ -339,100 +349,6 @@ fn any_of<'a>(
         })
         .collect();
     Box::new(BooleanQuery::new(terms))
-}
-
-/// The first `limit` matches in timeline order. Scores are sort keys (reversed for
-/// ascending order); hits at or before the cursor get the lowest score and are dropped.
-fn top_by_key(
-    searcher: &Searcher,
-    query: &dyn Query,
-    limit: usize,
-    order: Order,
-    after: Option<SortKey>,
-) -> Result<Vec<(SortKey, DocAddress)>, SearchError> {
-    const NONE: SortKey = SortKey {
-        ts: i64::MIN,
-        file_ord: 0,
-        offset: 0,
-        sub: 0,
-    };
-    let keys = move |segment: &SegmentReader| {
-        let ff = segment.fast_fields();
-        let ts = ff.i64(schema::TS).map(|c| c.first_or_default_col(0));
-        let file_ord = ff.u64(schema::FILE_ORD).map(|c| c.first_or_default_col(0));
-        let offset = ff.u64(schema::OFFSET).map(|c| c.first_or_default_col(0));
-        let sub = ff.u64(schema::SUB).map(|c| c.first_or_default_col(0));
-        (ts, file_ord, offset, sub)
-    };
-    let passes = move |key: SortKey| match (after, order) {
-        (None, _) => true,
-        (Some(a), Order::Desc) => key < a,
-        (Some(a), Order::Asc) => key > a,
-    };
-    let results: Vec<(SortKey, DocAddress)> = match order {
-        Order::Desc => {
-            let collector =
-                TopDocs::with_limit(limit).custom_score(move |segment: &SegmentReader| {
-                    let (ts, file_ord, offset, sub) = keys(segment);
-                    let cols = (ts.ok(), file_ord.ok(), offset.ok(), sub.ok());
-                    move |doc| match &cols {
-                        (Some(ts), Some(fo), Some(off), Some(sub)) => {
-                            let key = SortKey {
-                                ts: ts.get_val(doc),
-                                file_ord: fo.get_val(doc),
-                                offset: off.get_val(doc),
-                                sub: sub.get_val(doc),
-                            };
-                            if passes(key) {
-                                key
-                            } else {
-                                NONE
-                            }
-                        }
-                        _ => NONE,
-                    }
-                });
-            searcher.search(query, &collector)?
-        }
-        Order::Asc => {
-            let collector =
-                TopDocs::with_limit(limit).custom_score(move |segment: &SegmentReader| {
-                    let (ts, file_ord, offset, sub) = keys(segment);
-                    let cols = (ts.ok(), file_ord.ok(), offset.ok(), sub.ok());
-                    move |doc| match &cols {
-                        (Some(ts), Some(fo), Some(off), Some(sub)) => {
-                            let key = SortKey {
-                                ts: ts.get_val(doc),
-                                file_ord: fo.get_val(doc),
-                                offset: off.get_val(doc),
-                                sub: sub.get_val(doc),
-                            };
-                            std::cmp::Reverse(if passes(key) {
-                                key
-                            } else {
-                                SortKey {
-                                    ts: i64::MAX,
-                                    ..NONE
-                                }
-                            })
-                        }
-                        _ => std::cmp::Reverse(SortKey {
-                            ts: i64::MAX,
-                            ..NONE
-                        }),
-                    }
-                });
-            searcher
-                .search(query, &collector)?
-                .into_iter()
-                .map(|(std::cmp::Reverse(k), a)| (k, a))
-                .collect()
-        }
-    };
-    Ok(results
-        .into_iter()
-        .filter(|(k, _)| k.ts != i64::MIN && k.ts != i64::MAX)
-        .collect())
 }
 
 fn to_hit(f: &Fields, doc: &TantivyDocument) -> Hit {
