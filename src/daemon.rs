@@ -55,14 +55,22 @@ async fn serve(config: &Config) -> Result<()> {
         .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
     let index_dir = data_dir.join("index");
     let timeline = Timeline::open(&index_dir)?;
-    let indexer = Indexer::new(
-        &timeline,
-        IndexerOptions {
-            commit_interval: config.index.commit_interval,
-            retention: config.index.retention,
-            writer_memory: config.index.writer_memory,
-        },
-    )
+    let options = IndexerOptions {
+        commit_interval: config.index.commit_interval,
+        retention: config.index.retention,
+        writer_memory: config.index.writer_memory,
+    };
+    // Built on a background-priority thread: tantivy starts its indexing and merge
+    // threads with the writer, and they inherit the priority (see `priority`).
+    let indexer = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                crate::priority::background();
+                Indexer::new(&timeline, options)
+            })
+            .join()
+    })
+    .map_err(|_| anyhow::anyhow!("opening the index writer panicked"))?
     .map_err(|e| match e {
         IndexError::Open {
             source: tantivy::TantivyError::LockFailure(..),
@@ -99,7 +107,10 @@ async fn serve(config: &Config) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let index_thread = std::thread::Builder::new()
         .name("index".into())
-        .spawn(move || indexer.run(rx))?;
+        .spawn(move || {
+            crate::priority::background();
+            indexer.run(rx)
+        })?;
 
     let bus_thread = match config.pm2.bus {
         true => {
@@ -161,7 +172,11 @@ async fn serve(config: &Config) -> Result<()> {
     .with_metrics(metrics.clone());
     let rotate_thread = std::thread::Builder::new()
         .name("rotate".into())
-        .spawn(move || rotator.run())?;
+        .spawn(move || {
+            // Compression is the heavy part of rotating, and nobody waits for it.
+            crate::priority::background();
+            rotator.run()
+        })?;
 
     let listener = tokio::net::TcpListener::bind(&config.api.listen)
         .await

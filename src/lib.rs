@@ -13,6 +13,7 @@ pub mod live;
 pub mod metrics;
 pub mod parse;
 pub mod pm2;
+pub mod priority;
 pub mod record;
 pub mod rotate;
 pub mod tail;

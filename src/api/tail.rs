@@ -10,7 +10,7 @@
 //! - `dropped` when this follower fell behind the ring (data: `{"dropped": N}`),
 //! - `end` when the follow stops by itself (`follow=false` or `until`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -41,8 +41,8 @@ const PAGE: usize = 1000;
 /// With `grep`, the index cannot filter: at most this many records are looked at to
 /// find the last `n` matches.
 const GREP_SCAN: usize = 200_000;
-/// Events waiting for a slow client; beyond it the follower stops reading the ring and
-/// is told later how much it missed.
+/// Backlog events waiting for the response to take them (live records wait in the
+/// ring: a follower that cannot keep up is told later how many it missed).
 const QUEUE: usize = 64;
 /// Live records taken from the ring at a time.
 const LIVE_STEP: usize = 512;
@@ -62,23 +62,117 @@ pub async fn tail(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let spec = spec_from(&Params::parse(raw.as_deref(), KNOWN)?, &headers, &state)?;
+    let spec = Arc::new(spec_from(
+        &Params::parse(raw.as_deref(), KNOWN)?,
+        &headers,
+        &state,
+    )?);
     // In this order: see the module comment.
     let searcher = state.timeline.reader.searcher();
     let (follower, held) = state.live.subscribe();
-    let (tx, rx) = mpsc::channel::<Event>(QUEUE);
-    tokio::spawn(run(
+    let (tx, rx) = mpsc::channel::<Step>(QUEUE);
+    tokio::spawn(send_backlog(
         state.timeline.clone(),
-        spec,
+        spec.clone(),
         searcher,
-        follower,
         held,
         tx,
     ));
-    let events = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
+    let phase = Phase::Backlog { rx, follower, spec };
+    let events = futures_util::stream::unfold(phase, |phase| async move {
+        next_event(phase)
+            .await
+            .map(|(e, phase)| (Ok::<_, Infallible>(e), phase))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(state.config.api.heartbeat)))
+}
+
+/// What the backlog task hands the response: events, then whether to go on live.
+enum Step {
+    Event(Event),
+    Live,
+}
+
+/// Where a follow's response stands. Live records are taken from the ring by the
+/// response stream itself, when the connection can take more: no task or queue
+/// between the ring and the socket, so a line reaches the client with one wake-up, and
+/// a client too slow to read leaves its follower behind the ring (then `dropped`)
+/// without anyone waiting on it.
+enum Phase {
+    Backlog {
+        rx: mpsc::Receiver<Step>,
+        follower: Follower,
+        spec: Arc<TailSpec>,
+    },
+    Live {
+        follower: Follower,
+        spec: Arc<TailSpec>,
+        pending: VecDeque<Arc<LiveRecord>>,
+    },
+}
+
+async fn next_event(mut phase: Phase) -> Option<(Event, Phase)> {
+    loop {
+        phase = match phase {
+            Phase::Backlog {
+                mut rx,
+                follower,
+                spec,
+            } => match rx.recv().await {
+                Some(Step::Event(e)) => return Some((e, Phase::Backlog { rx, follower, spec })),
+                Some(Step::Live) => Phase::Live {
+                    follower,
+                    spec,
+                    pending: VecDeque::new(),
+                },
+                // The backlog ended the follow (an error, or no follow asked for).
+                None => return None,
+            },
+            Phase::Live {
+                mut follower,
+                spec,
+                mut pending,
+            } => {
+                // Records stay shared with the ring until their turn: an event is
+                // built for one record at a time.
+                while let Some(r) = pending.pop_front() {
+                    if spec.filter.matches(&r) {
+                        let e = record_event(&r.key, r.json());
+                        return Some((
+                            e,
+                            Phase::Live {
+                                follower,
+                                spec,
+                                pending,
+                            },
+                        ));
+                    }
+                }
+                match follower.next(LIVE_STEP).await {
+                    Next::Records(records) => pending.extend(records),
+                    Next::Dropped(n) => {
+                        let e = Event::default()
+                            .event("dropped")
+                            .data(json!({ "dropped": n }).to_string());
+                        return Some((
+                            e,
+                            Phase::Live {
+                                follower,
+                                spec,
+                                pending,
+                            },
+                        ));
+                    }
+                    Next::Closed => return None,
+                }
+                Phase::Live {
+                    follower,
+                    spec,
+                    pending,
+                }
+            }
+        };
+    }
 }
 
 fn spec_from(p: &Params, headers: &HeaderMap, state: &AppState) -> Result<TailSpec, ApiError> {
@@ -163,15 +257,14 @@ fn spec_from(p: &Params, headers: &HeaderMap, state: &AppState) -> Result<TailSp
 }
 
 /// Feeds one follow's events into `tx` until the client goes away or the daemon stops.
-async fn run(
+/// Sends the backlog, then `caught-up`, then either `end` or the word to go on live.
+async fn send_backlog(
     timeline: Timeline,
-    spec: TailSpec,
+    spec: Arc<TailSpec>,
     searcher: Searcher,
-    mut follower: Follower,
     held: Vec<Arc<LiveRecord>>,
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<Step>,
 ) {
-    let spec = Arc::new(spec);
     let backlog = {
         let (spec, tx) = (spec.clone(), tx.clone());
         tokio::task::spawn_blocking(move || backlog(&timeline, &searcher, &spec, held, &tx)).await
@@ -180,45 +273,27 @@ async fn run(
         Ok(Ok(sent)) => sent,
         Ok(Err(Stop::Gone)) => return,
         Ok(Err(Stop::Failed(e))) => {
-            let _ = tx.send(error_event(&e)).await;
+            let _ = tx.send(Step::Event(error_event(&e))).await;
             return;
         }
         Err(e) => {
-            let _ = tx.send(error_event(&e.to_string())).await;
+            let _ = tx.send(Step::Event(error_event(&e.to_string()))).await;
             return;
         }
     };
     let caught_up = Event::default()
         .event("caught-up")
         .data(json!({ "backlog": sent }).to_string());
-    if tx.send(caught_up).await.is_err() {
+    if tx.send(Step::Event(caught_up)).await.is_err() {
         return;
     }
-    if !spec.follow {
-        let _ = tx.send(Event::default().event("end").data("{}")).await;
-        return;
-    }
-    loop {
-        let event_batch = match follower.next(LIVE_STEP).await {
-            Next::Records(records) => records
-                .iter()
-                .filter(|r| spec.filter.matches(r))
-                .map(|r| record_event(&r.key, r.json()))
-                .collect(),
-            Next::Dropped(n) => vec![Event::default()
-                .event("dropped")
-                .data(json!({ "dropped": n }).to_string())],
-            Next::Closed => return,
-        };
-        for event in event_batch {
-            if tx.send(event).await.is_err() {
-                return;
-            }
-        }
-    }
+    let last = match spec.follow {
+        true => Step::Live,
+        false => Step::Event(Event::default().event("end").data("{}")),
+    };
+    let _ = tx.send(last).await;
 }
 
-/// Why a backlog stopped early.
 enum Stop {
     /// The client went away.
     Gone,
@@ -238,10 +313,10 @@ fn backlog(
     searcher: &Searcher,
     spec: &TailSpec,
     held: Vec<Arc<LiveRecord>>,
-    tx: &mpsc::Sender<Event>,
+    tx: &mpsc::Sender<Step>,
 ) -> Result<usize, Stop> {
     let send = |key: &SortKey, json: &str| {
-        tx.blocking_send(record_event(key, json))
+        tx.blocking_send(Step::Event(record_event(key, json)))
             .map_err(|_| Stop::Gone)
     };
     let held: BTreeMap<SortKey, Arc<LiveRecord>> = held

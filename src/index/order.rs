@@ -1,12 +1,13 @@
-//! The first matches in timeline order without ranking every match. Segments, and windows
-//! of documents inside a large segment, are visited newest first (oldest first for
-//! ascending order); the walk stops as soon as nothing left unvisited can beat the hits
-//! already kept. Records are indexed roughly in time order, so a `limit` of 100 over a
-//! word found a million times reads a few thousand documents, not a million.
+//! The first matches in timeline order without ranking every match. Every segment is
+//! cut into blocks of documents whose oldest and newest timestamps are known; blocks are
+//! read best first (newest first, or oldest first for ascending order) and the walk stops
+//! as soon as no unread block can beat the hits already kept. A `limit` of 100 over a
+//! word found a million times reads a few blocks, not a million documents.
 //!
-//! What makes stopping safe is a bound per block of documents: the newest and oldest
-//! timestamp in the block, read once per segment from the `ts` column and cached by
-//! segment id (segments never change; the cache forgets the ones merged away).
+//! Blocks rather than whole segments, because tantivy merges segments in no particular
+//! order: a merged segment holds runs of documents from different times. The bounds are
+//! read once per segment from the `ts` column and cached by segment id (segments never
+//! change; the cache forgets the ones merged away).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -14,19 +15,18 @@ use std::sync::{Arc, Mutex};
 
 use tantivy::columnar::ColumnValues;
 use tantivy::index::SegmentId;
-use tantivy::query::{EnableScoring, Query, Weight};
+use tantivy::query::{EnableScoring, Query, TermQuery, Weight};
 use tantivy::{DocAddress, DocId, DocSet, Searcher, SegmentReader, TERMINATED};
 
 use super::schema;
 use super::search::{Order, SortKey};
 
-/// Where a walk may stop, in documents: windows are whole blocks.
+/// How a walk is cut up.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Walk {
-    /// Documents per bound.
+    /// Documents per block (per pair of bounds).
     pub block: u32,
-    /// The first window of a segment; each next one is twice as large, so a query that
-    /// must read everything (a rare word) opens few scorers.
+    /// Documents in the first round of blocks; each next round takes twice as many.
     pub first_window: u32,
 }
 
@@ -37,25 +37,74 @@ impl Walk {
     };
 }
 
+/// A time span, `lo` included, `hi` excluded, in microseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Span {
+    lo: i64,
+    hi: i64,
+}
+
+impl Span {
+    pub const ALL: Span = Span {
+        lo: i64::MIN,
+        hi: i64::MAX,
+    };
+
+    /// This span from `lo` on (never wider than it was).
+    pub fn since(self, lo: i64) -> Span {
+        Span {
+            lo: self.lo.max(lo),
+            ..self
+        }
+    }
+
+    /// This span before `hi` (never wider than it was).
+    pub fn until(self, hi: i64) -> Span {
+        Span {
+            hi: self.hi.min(hi),
+            ..self
+        }
+    }
+
+    fn is_all(self) -> bool {
+        self == Span::ALL
+    }
+
+    fn contains(self, ts: i64) -> bool {
+        // i64::MAX itself is a timestamp no record has (year 294,247).
+        ts >= self.lo && (ts < self.hi || self.hi == i64::MAX)
+    }
+
+    /// The part of `oldest..=newest` inside the span, if any.
+    fn clip(self, oldest: i64, newest: i64) -> Option<(i64, i64)> {
+        let lo = oldest.max(self.lo);
+        let hi = if self.hi == i64::MAX {
+            newest
+        } else {
+            newest.min(self.hi - 1)
+        };
+        (lo <= hi).then_some((lo, hi))
+    }
+}
+
 /// Per-block timestamp bounds of the segments seen, shared by every search of a timeline.
 #[derive(Default)]
 pub struct BoundsCache {
     segments: Mutex<HashMap<(SegmentId, u32), Arc<Bounds>>>,
 }
 
-/// For block `b` (documents `b * block ..`): the newest timestamp in blocks `0..=b`, and
-/// the oldest in blocks `b..`. Deleted documents are counted in: a bound may be loose,
-/// never wrong.
+/// The oldest and newest timestamp of each block of documents (block `b` holds documents
+/// `b * block ..`). Deleted documents are counted in: a bound may be loose, never wrong.
 struct Bounds {
-    newest_up_to: Vec<i64>,
-    oldest_from: Vec<i64>,
+    oldest: Vec<i64>,
+    newest: Vec<i64>,
 }
 
 impl Bounds {
     fn of(ts: &dyn ColumnValues<i64>, max_doc: u32, block: u32) -> Bounds {
         let blocks = max_doc.div_ceil(block) as usize;
-        let mut newest = Vec::with_capacity(blocks);
         let mut oldest = Vec::with_capacity(blocks);
+        let mut newest = Vec::with_capacity(blocks);
         let mut values = vec![0i64; block as usize];
         for b in 0..blocks as u32 {
             let start = b * block;
@@ -64,19 +113,10 @@ impl Bounds {
             let (lo, hi) = values[..n]
                 .iter()
                 .fold((i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-            newest.push(hi);
             oldest.push(lo);
+            newest.push(hi);
         }
-        for b in 1..newest.len() {
-            newest[b] = newest[b].max(newest[b - 1]);
-        }
-        for b in (0..oldest.len().saturating_sub(1)).rev() {
-            oldest[b] = oldest[b].min(oldest[b + 1]);
-        }
-        Bounds {
-            newest_up_to: newest,
-            oldest_from: oldest,
-        }
+        Bounds { oldest, newest }
     }
 }
 
@@ -147,49 +187,134 @@ fn best_in(order: Order, oldest: i64, newest: i64) -> SortKey {
 struct Kept {
     limit: usize,
     heap: BinaryHeap<Reverse<(SortKey, u32, DocId)>>,
+    /// Nothing at or below this rank is wanted, even before `limit` hits are kept (a
+    /// helper's heap, started from the main one's worst).
+    floor: Option<SortKey>,
 }
 
 impl Kept {
+    fn new(limit: usize, floor: Option<SortKey>) -> Kept {
+        Kept {
+            limit: limit.max(1),
+            heap: BinaryHeap::with_capacity(limit.max(1) + 1),
+            floor,
+        }
+    }
+
+    /// The rank a hit must beat to be kept, if any.
+    fn worst(&self) -> Option<SortKey> {
+        if self.heap.len() >= self.limit {
+            self.heap.peek().map(|w| w.0 .0)
+        } else {
+            self.floor
+        }
+    }
+
     /// Whether a region whose best possible rank is `best` can still add a hit.
     fn wants(&self, best: SortKey) -> bool {
-        self.heap.len() < self.limit || self.heap.peek().is_some_and(|w| best > w.0 .0)
+        self.worst().is_none_or(|w| best > w)
     }
 
     fn offer(&mut self, ranked: SortKey, segment: u32, doc: DocId) {
-        if self.heap.len() < self.limit {
+        if self.wants(ranked) {
             self.heap.push(Reverse((ranked, segment, doc)));
-        } else if self.wants(ranked) {
-            self.heap.pop();
-            self.heap.push(Reverse((ranked, segment, doc)));
+            if self.heap.len() > self.limit {
+                self.heap.pop();
+            }
+        }
+    }
+
+    fn absorb(&mut self, other: Kept) {
+        for Reverse((ranked, segment, doc)) in other.heap {
+            self.offer(ranked, segment, doc);
         }
     }
 }
 
-/// The first `limit` matches of `query` in `order`, strictly after `after` when given,
-/// with their keys, best first.
+/// Documents a piece of work must reach before it is shared between two threads:
+/// below it, starting a thread costs more than it saves.
+const PARALLEL_DOCS: u64 = 1 << 20;
+
+/// Runs `work` on `items` on this thread, or, when there is more than
+/// [`PARALLEL_DOCS`] of it (`docs` of each item) and a second core, on two threads with
+/// about half the documents each. Searches are short and few on a developer's machine:
+/// the second core would otherwise sit idle while one query runs.
+fn on_two_cores<T: Send, R: Send>(
+    items: Vec<T>,
+    docs: impl Fn(&T) -> u64,
+    work: impl Fn(Vec<T>) -> tantivy::Result<R> + Sync,
+) -> tantivy::Result<Vec<R>> {
+    let total: u64 = items.iter().map(&docs).sum();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 || total < PARALLEL_DOCS || items.len() < 2 {
+        return Ok(vec![work(items)?]);
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let (mut in_a, mut in_b) = (0u64, 0u64);
+    let mut items: Vec<(u64, T)> = items.into_iter().map(|t| (docs(&t), t)).collect();
+    items.sort_by_key(|(n, _)| Reverse(*n));
+    for (n, t) in items {
+        if in_a <= in_b {
+            in_a += n;
+            a.push(t);
+        } else {
+            in_b += n;
+            b.push(t);
+        }
+    }
+    std::thread::scope(|scope| {
+        let helper = scope.spawn(|| work(b));
+        let mine = work(a)?;
+        let theirs = helper.join().map_err(|_| {
+            tantivy::TantivyError::InternalError("a search thread panicked".into())
+        })??;
+        Ok(vec![mine, theirs])
+    })
+}
+
+/// Below this many matches (when the caller knows the count) every segment is read in
+/// one pass: cheaper than opening scorers for rounds of blocks.
+const ONE_PASS_MATCHES: u64 = 20_000;
+
+/// The first `limit` matches of `query` within `span` in `order`, strictly after `after`
+/// when given, with their keys, best first. `matches`, the number of matches when known, picks the
+/// cheaper way to walk.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn top_in_order(
     searcher: &Searcher,
     cache: &BoundsCache,
     query: &dyn Query,
+    span: Span,
     limit: usize,
     order: Order,
     after: Option<SortKey>,
+    matches: Option<u64>,
     walk: Walk,
 ) -> tantivy::Result<Vec<(SortKey, DocAddress)>> {
     let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
     let cursor = after.map(|a| rank(order, a));
-    let mut kept = Kept {
-        limit: limit.max(1),
-        heap: BinaryHeap::with_capacity(limit.max(1) + 1),
-    };
+    let mut kept = Kept::new(limit, None);
 
-    struct Seg<'a> {
-        ord: u32,
-        reader: &'a SegmentReader,
-        cols: Columns,
-        best: SortKey,
+    if matches.is_some_and(|n| n <= ONE_PASS_MATCHES) {
+        for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+            let Some(cols) = Columns::of(reader) else {
+                continue;
+            };
+            let all = std::iter::once(0..reader.max_doc());
+            let to = Scan {
+                ord: ord as u32,
+                order,
+                span,
+                cursor,
+            };
+            scan_ranges(&*weight, reader, &cols, all, to, &mut kept)?;
+        }
+        return Ok(best_first(kept, order));
     }
+
+    // Every block of every segment, best first by what its timestamps allow.
     let mut segments = Vec::new();
+    let mut blocks: Vec<(SortKey, u32, u32)> = Vec::new();
     for (ord, reader) in searcher.segment_readers().iter().enumerate() {
         if reader.num_docs() == 0 {
             continue;
@@ -197,73 +322,76 @@ pub(crate) fn top_in_order(
         let Some(cols) = Columns::of(reader) else {
             continue;
         };
-        let best = best_in(order, cols.ts.min_value(), cols.ts.max_value());
-        segments.push(Seg {
-            ord: ord as u32,
-            reader,
-            cols,
-            best,
-        });
+        let bounds = cache.get(searcher, reader, &*cols.ts, walk.block);
+        let at = segments.len() as u32;
+        blocks.extend(
+            bounds
+                .oldest
+                .iter()
+                .zip(&bounds.newest)
+                .enumerate()
+                .filter_map(|(b, (&lo, &hi))| {
+                    let (lo, hi) = span.clip(lo, hi)?;
+                    Some((best_in(order, lo, hi), at, b as u32))
+                }),
+        );
+        segments.push((ord as u32, reader, cols));
     }
-    segments.sort_by(|a, b| b.best.cmp(&a.best));
+    blocks.sort_unstable_by(|x, y| y.cmp(x));
 
-    for seg in &segments {
-        if !kept.wants(seg.best) {
-            break;
-        }
-        let max_doc = seg.reader.max_doc();
-        let scan = |kept: &mut Kept, docs: std::ops::Range<DocId>| {
-            scan_window(&*weight, seg.reader, &seg.cols, docs, |doc, key| {
-                let ranked = rank(order, key);
-                if cursor.is_none_or(|c| ranked < c) {
-                    kept.offer(ranked, seg.ord, doc);
+    // Rounds of twice as many blocks each, every round read in document order with one
+    // scorer per segment (scorers only move forward): a common word stops after the
+    // first round, a rare one costs a few scorers per segment, not one per block.
+    let mut round = (walk.first_window / walk.block).max(1) as usize;
+    let mut next = 0;
+    while next < blocks.len() && kept.wants(blocks[next].0) {
+        let end = (next + round).min(blocks.len());
+        let mut chosen: Vec<(u32, u32)> =
+            blocks[next..end].iter().map(|&(_, s, b)| (s, b)).collect();
+        chosen.sort_unstable();
+        let runs: Vec<&[(u32, u32)]> = chosen.chunk_by(|x, y| x.0 == y.0).collect();
+        let floor = kept.worst();
+        let found = on_two_cores(
+            runs,
+            |run| run.len() as u64 * u64::from(walk.block),
+            |runs| {
+                let mut mine = Kept::new(limit, floor);
+                for run in runs {
+                    let (ord, reader, cols) = &segments[run[0].0 as usize];
+                    let max_doc = reader.max_doc();
+                    let ranges = run.iter().map(|&(_, b)| {
+                        let start = b * walk.block;
+                        start..(start.saturating_add(walk.block)).min(max_doc)
+                    });
+                    let to = Scan {
+                        ord: *ord,
+                        order,
+                        span,
+                        cursor,
+                    };
+                    scan_ranges(&*weight, reader, cols, ranges, to, &mut mine)?;
                 }
-            })
-        };
-        if max_doc <= walk.first_window {
-            scan(&mut kept, 0..max_doc)?;
-            continue;
+                Ok(mine)
+            },
+        )?;
+        for part in found {
+            kept.absorb(part);
         }
-        let bounds = cache.get(searcher, seg.reader, &*seg.cols.ts, walk.block);
-        let mut size = walk.first_window;
-        match order {
-            Order::Desc => {
-                let mut end = max_doc;
-                while end > 0 {
-                    let newest = bounds.newest_up_to[((end - 1) / walk.block) as usize];
-                    if !kept.wants(best_in(order, i64::MIN, newest)) {
-                        break;
-                    }
-                    // Window edges fall on block edges, so the next bound is exact.
-                    let start = end.saturating_sub(size) / walk.block * walk.block;
-                    scan(&mut kept, start..end)?;
-                    end = start;
-                    size = size.saturating_mul(2);
-                }
-            }
-            Order::Asc => {
-                let mut start = 0;
-                while start < max_doc {
-                    let oldest = bounds.oldest_from[(start / walk.block) as usize];
-                    if !kept.wants(best_in(order, oldest, i64::MAX)) {
-                        break;
-                    }
-                    let end = start.saturating_add(size).min(max_doc);
-                    scan(&mut kept, start..end)?;
-                    start = end;
-                    size = size.saturating_mul(2);
-                }
-            }
-        }
+        next = end;
+        round = round.saturating_mul(2);
     }
 
+    Ok(best_first(kept, order))
+}
+
+fn best_first(kept: Kept, order: Order) -> Vec<(SortKey, DocAddress)> {
     let mut hits: Vec<(SortKey, DocAddress)> = kept
         .heap
         .into_iter()
         .map(|Reverse((ranked, seg, doc))| (rank(order, ranked), DocAddress::new(seg, doc)))
         .collect();
     hits.sort_by_key(|(key, _)| Reverse(rank(order, *key)));
-    Ok(hits)
+    hits
 }
 
 /// The sort-key columns of one segment.
@@ -286,9 +414,10 @@ impl Columns {
         })
     }
 
-    fn key(&self, doc: DocId) -> SortKey {
+    /// The key of `doc`, whose timestamp `ts` is already read.
+    fn key(&self, doc: DocId, ts: i64) -> SortKey {
         SortKey {
-            ts: self.ts.get_val(doc),
+            ts,
             file_ord: self.file_ord.get_val(doc),
             offset: self.offset.get_val(doc),
             sub: self.sub.get_val(doc),
@@ -296,27 +425,128 @@ impl Columns {
     }
 }
 
-/// Calls `each` with every live match in `docs` of one segment and its key.
-fn scan_window(
+/// What a scan offers its matches to: segment `ord`, `order`, only within `span` and
+/// after the `cursor` (a rank).
+#[derive(Clone, Copy)]
+struct Scan {
+    ord: u32,
+    order: Order,
+    span: Span,
+    cursor: Option<SortKey>,
+}
+
+/// Offers every live match of one segment in `ranges` (ascending, not overlapping),
+/// moving one scorer forward through them. A match whose timestamp alone rules it out
+/// costs one column read.
+fn scan_ranges(
     weight: &dyn Weight,
     reader: &SegmentReader,
     cols: &Columns,
-    docs: std::ops::Range<DocId>,
-    mut each: impl FnMut(DocId, SortKey),
+    ranges: impl Iterator<Item = std::ops::Range<DocId>>,
+    to: Scan,
+    kept: &mut Kept,
 ) -> tantivy::Result<()> {
     let mut scorer = weight.scorer(reader, 1.0)?;
-    let mut doc = scorer.doc();
-    if doc < docs.start {
-        doc = scorer.seek(docs.start);
-    }
     let alive = reader.alive_bitset();
-    while doc != TERMINATED && doc < docs.end {
-        if alive.is_none_or(|a| a.is_alive(doc)) {
-            each(doc, cols.key(doc));
+    let mut worst = kept.worst();
+    for docs in ranges {
+        let mut doc = scorer.doc();
+        if doc < docs.start {
+            doc = scorer.seek(docs.start);
         }
-        doc = scorer.advance();
+        while doc != TERMINATED && doc < docs.end {
+            if alive.is_none_or(|a| a.is_alive(doc)) {
+                let ts = cols.ts.get_val(doc);
+                if to.span.contains(ts) && worst.is_none_or(|w| best_in(to.order, ts, ts) > w) {
+                    let ranked = rank(to.order, cols.key(doc, ts));
+                    if to.cursor.is_none_or(|c| ranked < c) {
+                        kept.offer(ranked, to.ord, doc);
+                        worst = kept.worst();
+                    }
+                }
+            }
+            doc = scorer.advance();
+        }
+        if doc == TERMINATED {
+            break;
+        }
     }
     Ok(())
+}
+
+/// How many live documents of one segment within `span` match.
+fn count_in_span(
+    weight: &dyn Weight,
+    searcher: &Searcher,
+    cache: &BoundsCache,
+    reader: &SegmentReader,
+    span: Span,
+) -> tantivy::Result<u64> {
+    let Some(cols) = Columns::of(reader) else {
+        return Ok(0);
+    };
+    let block = Walk::DEFAULT.block;
+    let bounds = cache.get(searcher, reader, &*cols.ts, block);
+    let max_doc = reader.max_doc();
+    let mut scorer = weight.scorer(reader, 1.0)?;
+    let alive = reader.alive_bitset();
+    let mut total = 0u64;
+    for (b, (&lo, &hi)) in bounds.oldest.iter().zip(&bounds.newest).enumerate() {
+        if span.clip(lo, hi).is_none() {
+            continue;
+        }
+        // Every document of a block wholly inside the span is in it.
+        let whole = span.contains(lo) && span.contains(hi);
+        let start = b as u32 * block;
+        let end = start.saturating_add(block).min(max_doc);
+        let mut doc = scorer.doc();
+        if doc < start {
+            doc = scorer.seek(start);
+        }
+        while doc != TERMINATED && doc < end {
+            if alive.is_none_or(|a| a.is_alive(doc))
+                && (whole || span.contains(cols.ts.get_val(doc)))
+            {
+                total += 1;
+            }
+            doc = scorer.advance();
+        }
+        if doc == TERMINATED {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// How many live documents within `span` match `query`. Without a span tantivy counts
+/// (a lone word from its document frequency); with one, only the blocks whose
+/// timestamps reach into the span are visited.
+pub(crate) fn count(
+    searcher: &Searcher,
+    cache: &BoundsCache,
+    query: &dyn Query,
+    span: Span,
+) -> tantivy::Result<u64> {
+    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
+    let readers: Vec<&SegmentReader> = searcher.segment_readers().iter().collect();
+    // Counting a lone word is one lookup per segment: no work to share.
+    let lookup = span.is_all() && query.downcast_ref::<TermQuery>().is_some();
+    let parts = on_two_cores(
+        readers,
+        |r| if lookup { 0 } else { u64::from(r.max_doc()) },
+        |readers| {
+            let mut n = 0;
+            for reader in readers {
+                n += match span.is_all() {
+                    // A lone word: its document frequency, no posting visited.
+                    true => u64::from(weight.count(reader)?),
+                    false => count_in_span(&*weight, searcher, cache, reader, span)?,
+                };
+            }
+            Ok(n)
+        },
+    )?;
+    Ok(parts.into_iter().sum())
 }
 
 #[cfg(test)]
@@ -325,7 +555,7 @@ mod tests {
     use tantivy::collector::DocSetCollector;
 
     use super::*;
-    use crate::index::search::{build_query, SearchRequest};
+    use crate::index::search::{build_query, query_and_span, SearchRequest};
     use crate::index::writer::index_for_tests;
     use crate::index::Timeline;
     use crate::record::Record;
@@ -343,7 +573,10 @@ mod tests {
             .into_iter()
             .map(|addr| {
                 let reader = searcher.segment_reader(addr.segment_ord);
-                (Columns::of(reader).unwrap().key(addr.doc_id), addr)
+                {
+                    let cols = Columns::of(reader).unwrap();
+                    (cols.key(addr.doc_id, cols.ts.get_val(addr.doc_id)), addr)
+                }
             })
             .filter(|(key, _)| match (after, order) {
                 (None, _) => true,
@@ -420,43 +653,57 @@ mod tests {
             "alpha AND NOT beta",
             "nothing",
         ] {
-            let req = SearchRequest {
-                q: q.into(),
-                ..SearchRequest::default()
-            };
-            let query = build_query(&timeline, &req).unwrap();
-            for order in [Order::Desc, Order::Asc] {
-                let all = everything_sorted(&searcher, &*query, order, None);
-                let cursors = [None, all.get(all.len() / 3).map(|(k, _)| *k)];
-                for after in cursors {
-                    let want_all = everything_sorted(&searcher, &*query, order, after);
-                    for limit in [1, 5, 37, 2000] {
-                        let got = top_in_order(
-                            &searcher,
-                            &timeline.bounds,
-                            &*query,
-                            limit,
-                            order,
-                            after,
-                            walk,
-                        )
-                        .unwrap();
-                        let want: Vec<_> = want_all.iter().copied().take(limit).collect();
-                        assert_eq!(got, want, "q={q:?} {order:?} after={after:?} limit={limit}");
-                        compared += 1;
+            for (since, until) in [(None, None), (Some(100), Some(300)), (Some(-20), None)] {
+                let req = SearchRequest {
+                    q: q.into(),
+                    since: since.map(|s| t0 + TimeDelta::seconds(s)),
+                    until: until.map(|s| t0 + TimeDelta::seconds(s)),
+                    ..SearchRequest::default()
+                };
+                // The brute force runs tantivy's own range query; the walk, the span.
+                let query = build_query(&timeline, &req).unwrap();
+                let (unranged, span) = query_and_span(&timeline, &req).unwrap();
+                let counted = count(&searcher, &timeline.bounds, &*unranged, span).unwrap();
+                assert_eq!(
+                    counted,
+                    query.count(&searcher).unwrap() as u64,
+                    "q={q:?} {span:?}"
+                );
+                for order in [Order::Desc, Order::Asc] {
+                    let all = everything_sorted(&searcher, &*query, order, None);
+                    let cursors = [None, all.get(all.len() / 3).map(|(k, _)| *k)];
+                    for after in cursors {
+                        let want_all = everything_sorted(&searcher, &*query, order, after);
+                        for (limit, matches) in [1, 5, 37, 2000]
+                            .into_iter()
+                            .flat_map(|l| [(l, None), (l, Some(want_all.len() as u64))])
+                        {
+                            let got = top_in_order(
+                                &searcher,
+                                &timeline.bounds,
+                                &*unranged,
+                                span,
+                                limit,
+                                order,
+                                after,
+                                matches,
+                                walk,
+                            )
+                            .unwrap();
+                            let want: Vec<_> = want_all.iter().copied().take(limit).collect();
+                            assert_eq!(
+                            got, want,
+                            "q={q:?} {order:?} after={after:?} limit={limit} matches={matches:?}"
+                        );
+                            compared += 1;
+                        }
                     }
                 }
             }
         }
-        assert_eq!(compared, 6 * 2 * 2 * 4);
-        // Bounds were built for the segments large enough to walk, and only for those
-        // still in the index.
-        let walked = searcher
-            .segment_readers()
-            .iter()
-            .filter(|r| r.max_doc() > walk.first_window)
-            .count();
-        assert!(walked > 0);
-        assert_eq!(timeline.bounds.len(), walked);
+        assert_eq!(compared, 6 * 3 * 2 * 2 * 4 * 2);
+        // Bounds were built for every segment at both block sizes (the walk's here, the
+        // count's default), and only for segments still in the index.
+        assert_eq!(timeline.bounds.len(), 2 * searcher.segment_readers().len());
     }
 }
