@@ -31,6 +31,11 @@
 #   TORTURE_PROP_SECONDS=30      per property test
 #   TORTURE_FUZZ_SECONDS=60      per fuzz target
 #   TORTURE_REQUIRE_FUZZ=0       1: fail when the fuzz targets cannot run
+#   TORTURE_STEPS="crash hostile props fuzz"   the steps to run (e.g. only "fuzz")
+#
+# Fuzzing needs a nightly toolchain and cargo-fuzz: `rustup toolchain install nightly`
+# and `cargo install cargo-fuzz`. Crashes and their inputs are kept in fuzz/artifacts/,
+# the corpus grown by each run in fuzz/corpus/ (both ignored by git).
 #
 # Output goes to the terminal and to bench/work/torture-out/<UTC time>/log.txt; the exit
 # status is non-zero when any step failed.
@@ -47,6 +52,7 @@ LONG_LINE_MIB=${TORTURE_LONG_LINE_MIB:-1024}
 PROP_SECONDS=${TORTURE_PROP_SECONDS:-30}
 FUZZ_SECONDS=${TORTURE_FUZZ_SECONDS:-60}
 REQUIRE_FUZZ=${TORTURE_REQUIRE_FUZZ:-0}
+STEPS=" ${TORTURE_STEPS:-crash hostile props fuzz} "
 OUT=bench/work/torture-out/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 LOG=$OUT/log.txt
@@ -65,24 +71,30 @@ step() {
     fi
 }
 
-say "building the tests (release)"
-cargo test --release --test pm2 --test daemon --no-run 2>&1 | tail -3 || exit 1
+wants() { [[ $STEPS == *" $1 "* ]]; }
+
+if wants crash || wants hostile || wants props; then
+    say "building the tests (release)"
+    cargo test --release --test pm2 --test daemon --no-run 2>&1 | tail -3 || exit 1
+fi
 
 env_seed=()
 [[ -n ${TORTURE_SEED:-} ]] && env_seed=(LOGAGG_TORTURE_SEED="$TORTURE_SEED")
-step "crash loop: $ROUNDS kill -9 rounds beside PM2 ($LINES_PER_MS lines/ms, $METHOD)" \
+wants crash && step "crash loop: $ROUNDS kill -9 rounds beside PM2 ($LINES_PER_MS lines/ms, $METHOD)" \
     env "${env_seed[@]}" LOGAGG_TORTURE_ROUNDS="$ROUNDS" LOGAGG_TORTURE_LINES_PER_MS="$LINES_PER_MS" \
     LOGAGG_TORTURE_METHOD="$METHOD" \
     cargo test --release --test pm2 torture -- --nocapture --test-threads=1
-step "hostile input with a $LONG_LINE_MIB MiB line" \
+wants hostile && step "hostile input with a $LONG_LINE_MIB MiB line" \
     env LOGAGG_TORTURE_LONG_LINE_MIB="$LONG_LINE_MIB" \
     cargo test --release --test daemon torture_hostile -- --nocapture
-step "property tests, $PROP_SECONDS s each" \
+wants props && step "property tests, $PROP_SECONDS s each" \
     env LOGAGG_TORTURE_PROP_SECONDS="$PROP_SECONDS" \
     cargo test --release --test daemon torture_props -- --test-threads=1 --nocapture
 
 FUZZ_TARGETS=(amp_decoder line_splitter timestamp query_params)
-if cargo +nightly --version >/dev/null 2>&1 && cargo +nightly fuzz --help >/dev/null 2>&1; then
+if ! wants fuzz; then
+    :
+elif cargo +nightly --version >/dev/null 2>&1 && cargo +nightly fuzz --help >/dev/null 2>&1; then
     for t in "${FUZZ_TARGETS[@]}"; do
         step "fuzz $t for $FUZZ_SECONDS s" \
             cargo +nightly fuzz run "$t" -- -max_total_time="$FUZZ_SECONDS"
