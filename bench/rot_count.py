@@ -5,7 +5,8 @@
 
 FILEs are read in the order given (archives oldest first, then the live file); `.gz`
 files are decompressed, and a gzip member that is cut short is read as far as it goes
-and reported. Prints one JSON object: lines read, distinct sequence numbers present,
+and reported. A file that ends inside a line is continued by the next one (a collapse
+rotation cuts at a block boundary); how often is reported. Prints one JSON object: lines read, distinct sequence numbers present,
 lost (expected but absent), duplicated (occurrences beyond the first), malformed lines
 (not `seq=NNNNNNN <time> ...` as bench/rot_writer.js writes them, e.g. torn or holding NUL
 bytes), lines out of order, and the missing sequence numbers as ranges.
@@ -23,8 +24,8 @@ LINE = re.compile(
 )
 
 
-def read_lines(path):
-    """Yields the lines of one file, and a note if it was damaged."""
+def read_bytes(path):
+    """The bytes of one file, and a note if it was damaged."""
     if path.endswith(".gz"):
         data = b""
         try:
@@ -45,10 +46,7 @@ def read_lines(path):
         with open(path, "rb") as f:
             data = f.read()
         note = None
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return lines, note
+    return data, note
 
 
 def ranges(nums):
@@ -73,10 +71,24 @@ def main():
     notes = []
     malformed_examples = []
     per_file = []
-    for path in a.files:
-        file_lines, note = read_lines(path)
+    carry = b""
+    continued = 0
+    for i, path in enumerate(a.files):
+        data, note = read_bytes(path)
         if note:
             notes.append(f"{path}: {note}")
+        # A file that ends inside a line (a collapse rotation cuts at a file-system block
+        # boundary) is continued by the next file: the line is whole in the sequence of
+        # files, which is what `zcat archives...; cat live` shows.
+        data = carry + data
+        carry = b""
+        if data and not data.endswith(b"\n") and i + 1 < len(a.files):
+            cut = data.rfind(b"\n") + 1
+            carry, data = data[cut:], data[:cut]
+            continued += 1
+        file_lines = data.split(b"\n")
+        if file_lines and file_lines[-1] == b"":
+            file_lines.pop()
         first = None
         for raw in file_lines:
             lines += 1
@@ -113,6 +125,7 @@ def main():
             "malformed": malformed,
             "unexpected_seq": unexpected,
             "out_of_order": out_of_order,
+            "lines_continued_in_next_file": continued,
             "lost_ranges": ranges(missing)[:200],
             "malformed_examples": malformed_examples,
             "notes": notes,

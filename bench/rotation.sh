@@ -660,6 +660,9 @@ for r in runs:
         rs = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in c["lost_ranges"][:12])
         more = " ..." if len(c["lost_ranges"]) > 12 else ""
         print(f"\n{r['tool']} run {r['run']}: lost seq {rs}{more} ({len(c['lost_ranges'])} gaps)")
+    if c.get("lines_continued_in_next_file"):
+        print(f"\n{r['tool']} run {r['run']}: {c['lines_continued_in_next_file']} files end inside a line that the "
+              "next file continues (a collapse cuts at a block boundary); each such line is counted once, whole.")
     if c["notes"] or c["malformed_examples"] or c["unexpected_seq"] or c["out_of_order"]:
         print(f"\n{r['tool']} run {r['run']}: notes {c['notes']}, malformed {c['malformed_examples']}, "
               f"unexpected {c['unexpected_seq']}, out of order {c['out_of_order']}")

@@ -60,18 +60,7 @@ async fn serve(config: &Config) -> Result<()> {
         retention: config.index.retention,
         writer_memory: config.index.writer_memory,
     };
-    // Built on a background-priority thread: tantivy starts its indexing and merge
-    // threads with the writer, and they inherit the priority (see `priority`).
-    let indexer = std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                crate::priority::background();
-                Indexer::new(&timeline, options)
-            })
-            .join()
-    })
-    .map_err(|_| anyhow::anyhow!("opening the index writer panicked"))?
-    .map_err(|e| match e {
+    let indexer = Indexer::new(&timeline, options).map_err(|e| match e {
         IndexError::Open {
             source: tantivy::TantivyError::LockFailure(..),
             ..
@@ -107,10 +96,7 @@ async fn serve(config: &Config) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let index_thread = std::thread::Builder::new()
         .name("index".into())
-        .spawn(move || {
-            crate::priority::background();
-            indexer.run(rx)
-        })?;
+        .spawn(move || indexer.run(rx))?;
 
     let bus_thread = match config.pm2.bus {
         true => {

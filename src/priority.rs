@@ -1,6 +1,5 @@
-//! Scheduling priority of the daemon's background threads (indexing, merging,
-//! compression), so the live path (file events, the tailer, the API) gets a core first on
-//! a busy two-core machine.
+//! Scheduling priority of the daemon's background threads (compression), so tailing,
+//! indexing and the API get a core first on a busy two-core machine.
 
 /// How much nicer than the daemon a background thread is: at +10 the kernel gives it
 /// about a tenth of the CPU time of a thread at the daemon's own level when both want a
