@@ -394,7 +394,7 @@ def main():
             ratio = lc["mb_per_s"] / g6["mb_per_s"]
             ok = ratio >= 3
             summary.append((f"compression: one {lc['bytes_in'] / 2**20:,.0f} MiB file",
-                            f"{lc['mb_per_s']:.1f} MB/s (level 6, 1 core, fsync), ratio {lc['bytes_in'] / lc['bytes_out']:.2f}",
+                            f"{lc['mb_per_s']:.1f} MB/s (level 6, 4 MiB gzip members on all cores, fsync), ratio {lc['bytes_in'] / lc['bytes_out']:.2f}",
                             f"gzip -6 {g6['mb_per_s']:.1f} MB/s" + (f"; pigz -6 {pz['mb_per_s']:.1f} MB/s ({os.cpu_count()} cores)" if pz else ""),
                             f"{ratio:.2f}x gzip -6" + (f", {lc['mb_per_s'] / pz['mb_per_s']:.2f}x pigz" if pz else ""),
                             "≥ 3x gzip -6", verdict(ok)))
