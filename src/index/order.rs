@@ -277,8 +277,8 @@ fn on_two_cores<T: Send, R: Send>(
 const ONE_PASS_MATCHES: u64 = 20_000;
 
 /// The first `limit` matches of `query` within `span` in `order`, strictly after `after`
-/// when given, with their keys, best first. `matches`, the number of matches when known, picks the
-/// cheaper way to walk.
+/// when given, with their keys, best first. `matches`, the number of matches when
+/// known, picks the cheaper way to walk.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn top_in_order(
     searcher: &Searcher,
