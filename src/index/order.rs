@@ -645,65 +645,81 @@ mod tests {
             first_window: 32,
         };
         let mut compared = 0;
-        for q in [
-            "",
-            "alpha",
-            "beta",
-            "gamma",
-            "alpha AND NOT beta",
-            "nothing",
-        ] {
-            for (since, until) in [(None, None), (Some(100), Some(300)), (Some(-20), None)] {
-                let req = SearchRequest {
-                    q: q.into(),
-                    since: since.map(|s| t0 + TimeDelta::seconds(s)),
-                    until: until.map(|s| t0 + TimeDelta::seconds(s)),
-                    ..SearchRequest::default()
-                };
-                // The brute force runs tantivy's own range query; the walk, the span.
-                let query = build_query(&timeline, &req).unwrap();
-                let (unranged, span) = query_and_span(&timeline, &req).unwrap();
-                let counted = count(&searcher, &timeline.bounds, &*unranged, span).unwrap();
-                assert_eq!(
-                    counted,
-                    query.count(&searcher).unwrap() as u64,
-                    "q={q:?} {span:?}"
-                );
-                for order in [Order::Desc, Order::Asc] {
-                    let all = everything_sorted(&searcher, &*query, order, None);
-                    let cursors = [None, all.get(all.len() / 3).map(|(k, _)| *k)];
-                    for after in cursors {
-                        let want_all = everything_sorted(&searcher, &*query, order, after);
-                        for (limit, matches) in [1, 5, 37, 2000]
-                            .into_iter()
-                            .flat_map(|l| [(l, None), (l, Some(want_all.len() as u64))])
-                        {
-                            let got = top_in_order(
-                                &searcher,
-                                &timeline.bounds,
-                                &*unranged,
-                                span,
-                                limit,
-                                order,
-                                after,
-                                matches,
-                                walk,
-                            )
-                            .unwrap();
-                            let want: Vec<_> = want_all.iter().copied().take(limit).collect();
-                            assert_eq!(
+        for pass in ["as written", "after deletes"] {
+            if pass == "after deletes" {
+                // Retention deletes documents: deleted ones are neither found nor counted.
+                let mut writer: tantivy::IndexWriter = timeline.index.writer(15 << 20).unwrap();
+                writer.set_merge_policy(Box::new(tantivy::merge_policy::NoMergePolicy));
+                let worker = tantivy::Term::from_field_text(timeline.fields.service, "worker");
+                writer.delete_term(worker);
+                writer.commit().unwrap();
+                timeline.reader.reload().unwrap();
+            }
+            let searcher = timeline.reader.searcher();
+            if pass == "after deletes" {
+                assert!(searcher.segment_readers().iter().all(|r| r.has_deletes()));
+            }
+            for q in [
+                "",
+                "alpha",
+                "beta",
+                "gamma",
+                "alpha AND NOT beta",
+                "nothing",
+            ] {
+                for (since, until) in [(None, None), (Some(100), Some(300)), (Some(-20), None)] {
+                    let req = SearchRequest {
+                        q: q.into(),
+                        since: since.map(|s| t0 + TimeDelta::seconds(s)),
+                        until: until.map(|s| t0 + TimeDelta::seconds(s)),
+                        ..SearchRequest::default()
+                    };
+                    // The brute force runs tantivy's own range query; the walk, the span.
+                    let query = build_query(&timeline, &req).unwrap();
+                    let (unranged, span) = query_and_span(&timeline, &req).unwrap();
+                    let counted = count(&searcher, &timeline.bounds, &*unranged, span).unwrap();
+                    assert_eq!(
+                        counted,
+                        query.count(&searcher).unwrap() as u64,
+                        "q={q:?} {span:?}"
+                    );
+                    for order in [Order::Desc, Order::Asc] {
+                        let all = everything_sorted(&searcher, &*query, order, None);
+                        let cursors = [None, all.get(all.len() / 3).map(|(k, _)| *k)];
+                        for after in cursors {
+                            let want_all = everything_sorted(&searcher, &*query, order, after);
+                            for (limit, matches) in [1, 5, 37, 2000]
+                                .into_iter()
+                                .flat_map(|l| [(l, None), (l, Some(want_all.len() as u64))])
+                            {
+                                let got = top_in_order(
+                                    &searcher,
+                                    &timeline.bounds,
+                                    &*unranged,
+                                    span,
+                                    limit,
+                                    order,
+                                    after,
+                                    matches,
+                                    walk,
+                                )
+                                .unwrap();
+                                let want: Vec<_> = want_all.iter().copied().take(limit).collect();
+                                assert_eq!(
                             got, want,
                             "q={q:?} {order:?} after={after:?} limit={limit} matches={matches:?}"
                         );
-                            compared += 1;
+                                compared += 1;
+                            }
                         }
                     }
                 }
             }
         }
-        assert_eq!(compared, 6 * 3 * 2 * 2 * 4 * 2);
+        assert_eq!(compared, 2 * 6 * 3 * 2 * 2 * 4 * 2);
         // Bounds were built for every segment at both block sizes (the walk's here, the
         // count's default), and only for segments still in the index.
-        assert_eq!(timeline.bounds.len(), 2 * searcher.segment_readers().len());
+        let segments = timeline.reader.searcher().segment_readers().len();
+        assert_eq!(timeline.bounds.len(), 2 * segments);
     }
 }
