@@ -55,12 +55,15 @@ async fn serve(config: &Config) -> Result<()> {
         .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
     let index_dir = data_dir.join("index");
     let timeline = Timeline::open(&index_dir)?;
-    let options = IndexerOptions {
-        commit_interval: config.index.commit_interval,
-        retention: config.index.retention,
-        writer_memory: config.index.writer_memory,
-    };
-    let indexer = Indexer::new(&timeline, options).map_err(|e| match e {
+    let indexer = Indexer::new(
+        &timeline,
+        IndexerOptions {
+            commit_interval: config.index.commit_interval,
+            retention: config.index.retention,
+            writer_memory: config.index.writer_memory,
+        },
+    )
+    .map_err(|e| match e {
         IndexError::Open {
             source: tantivy::TantivyError::LockFailure(..),
             ..

@@ -93,85 +93,73 @@ enum Step {
     Live,
 }
 
-/// Where a follow's response stands. Live records are taken from the ring by the
-/// response stream itself, when the connection can take more: no task or queue
-/// between the ring and the socket, so a line reaches the client with one wake-up, and
-/// a client too slow to read leaves its follower behind the ring (then `dropped`)
-/// without anyone waiting on it.
+/// Where a follow's response stands.
 enum Phase {
     Backlog {
         rx: mpsc::Receiver<Step>,
         follower: Follower,
         spec: Arc<TailSpec>,
     },
-    Live {
-        follower: Follower,
-        spec: Arc<TailSpec>,
-        pending: VecDeque<Arc<LiveRecord>>,
-    },
+    Live(LiveFollow),
 }
 
-async fn next_event(mut phase: Phase) -> Option<(Event, Phase)> {
-    loop {
-        phase = match phase {
-            Phase::Backlog {
-                mut rx,
-                follower,
-                spec,
-            } => match rx.recv().await {
-                Some(Step::Event(e)) => return Some((e, Phase::Backlog { rx, follower, spec })),
-                Some(Step::Live) => Phase::Live {
+/// The live part of a follow. Records are taken from the ring by the response stream
+/// itself, when the connection can take more: no task or queue between the ring and
+/// the socket, so a line reaches the client with one wake-up, and a client too slow to
+/// read leaves its follower behind the ring (then `dropped`) without anyone waiting on
+/// it.
+struct LiveFollow {
+    follower: Follower,
+    spec: Arc<TailSpec>,
+    /// Records stay shared with the ring until their turn: an event is built for one
+    /// record at a time.
+    pending: VecDeque<Arc<LiveRecord>>,
+}
+
+impl LiveFollow {
+    /// The next event, or None when the daemon stops.
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            while let Some(r) = self.pending.pop_front() {
+                if self.spec.filter.matches(&r) {
+                    return Some(record_event(&r.key, r.json()));
+                }
+            }
+            match self.follower.next(LIVE_STEP).await {
+                Next::Records(records) => self.pending.extend(records),
+                Next::Dropped(n) => {
+                    return Some(
+                        Event::default()
+                            .event("dropped")
+                            .data(json!({ "dropped": n }).to_string()),
+                    )
+                }
+                Next::Closed => return None,
+            }
+        }
+    }
+}
+
+async fn next_event(phase: Phase) -> Option<(Event, Phase)> {
+    match phase {
+        Phase::Backlog {
+            mut rx,
+            follower,
+            spec,
+        } => match rx.recv().await {
+            Some(Step::Event(e)) => Some((e, Phase::Backlog { rx, follower, spec })),
+            Some(Step::Live) => {
+                let mut live = LiveFollow {
                     follower,
                     spec,
                     pending: VecDeque::new(),
-                },
-                // The backlog ended the follow (an error, or no follow asked for).
-                None => return None,
-            },
-            Phase::Live {
-                mut follower,
-                spec,
-                mut pending,
-            } => {
-                // Records stay shared with the ring until their turn: an event is
-                // built for one record at a time.
-                while let Some(r) = pending.pop_front() {
-                    if spec.filter.matches(&r) {
-                        let e = record_event(&r.key, r.json());
-                        return Some((
-                            e,
-                            Phase::Live {
-                                follower,
-                                spec,
-                                pending,
-                            },
-                        ));
-                    }
-                }
-                match follower.next(LIVE_STEP).await {
-                    Next::Records(records) => pending.extend(records),
-                    Next::Dropped(n) => {
-                        let e = Event::default()
-                            .event("dropped")
-                            .data(json!({ "dropped": n }).to_string());
-                        return Some((
-                            e,
-                            Phase::Live {
-                                follower,
-                                spec,
-                                pending,
-                            },
-                        ));
-                    }
-                    Next::Closed => return None,
-                }
-                Phase::Live {
-                    follower,
-                    spec,
-                    pending,
-                }
+                };
+                live.next().await.map(|e| (e, Phase::Live(live)))
             }
-        };
+            // The backlog ended the follow (an error, or no follow asked for).
+            None => None,
+        },
+        Phase::Live(mut live) => live.next().await.map(|e| (e, Phase::Live(live))),
     }
 }
 

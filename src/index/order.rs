@@ -435,35 +435,24 @@ struct Scan {
     cursor: Option<SortKey>,
 }
 
-/// Offers every live match of one segment in `ranges` (ascending, not overlapping),
-/// moving one scorer forward through them. A match whose timestamp alone rules it out
-/// costs one column read.
-fn scan_ranges(
+/// Calls `each` with every live match of one segment in `ranges` (ascending, not
+/// overlapping) and the tag its range came with, moving one scorer forward through them.
+fn for_each_match<T>(
     weight: &dyn Weight,
     reader: &SegmentReader,
-    cols: &Columns,
-    ranges: impl Iterator<Item = std::ops::Range<DocId>>,
-    to: Scan,
-    kept: &mut Kept,
+    ranges: impl Iterator<Item = (std::ops::Range<DocId>, T)>,
+    mut each: impl FnMut(DocId, &T),
 ) -> tantivy::Result<()> {
     let mut scorer = weight.scorer(reader, 1.0)?;
     let alive = reader.alive_bitset();
-    let mut worst = kept.worst();
-    for docs in ranges {
+    for (docs, tag) in ranges {
         let mut doc = scorer.doc();
         if doc < docs.start {
             doc = scorer.seek(docs.start);
         }
         while doc != TERMINATED && doc < docs.end {
             if alive.is_none_or(|a| a.is_alive(doc)) {
-                let ts = cols.ts.get_val(doc);
-                if to.span.contains(ts) && worst.is_none_or(|w| best_in(to.order, ts, ts) > w) {
-                    let ranked = rank(to.order, cols.key(doc, ts));
-                    if to.cursor.is_none_or(|c| ranked < c) {
-                        kept.offer(ranked, to.ord, doc);
-                        worst = kept.worst();
-                    }
-                }
+                each(doc, &tag);
             }
             doc = scorer.advance();
         }
@@ -472,6 +461,29 @@ fn scan_ranges(
         }
     }
     Ok(())
+}
+
+/// Offers every live match of one segment in `ranges` that comes after the cursor. A
+/// match whose timestamp alone rules it out costs one column read.
+fn scan_ranges(
+    weight: &dyn Weight,
+    reader: &SegmentReader,
+    cols: &Columns,
+    ranges: impl Iterator<Item = std::ops::Range<DocId>>,
+    to: Scan,
+    kept: &mut Kept,
+) -> tantivy::Result<()> {
+    let mut worst = kept.worst();
+    for_each_match(weight, reader, ranges.map(|r| (r, ())), |doc, _| {
+        let ts = cols.ts.get_val(doc);
+        if to.span.contains(ts) && worst.is_none_or(|w| best_in(to.order, ts, ts) > w) {
+            let ranked = rank(to.order, cols.key(doc, ts));
+            if to.cursor.is_none_or(|c| ranked < c) {
+                kept.offer(ranked, to.ord, doc);
+                worst = kept.worst();
+            }
+        }
+    })
 }
 
 /// How many live documents of one segment within `span` match.
@@ -488,33 +500,25 @@ fn count_in_span(
     let block = Walk::DEFAULT.block;
     let bounds = cache.get(searcher, reader, &*cols.ts, block);
     let max_doc = reader.max_doc();
-    let mut scorer = weight.scorer(reader, 1.0)?;
-    let alive = reader.alive_bitset();
+    // Each block reaching into the span, and whether it lies wholly inside it (then
+    // every document of it is in the span, and no timestamp needs reading).
+    let blocks = bounds
+        .oldest
+        .iter()
+        .zip(&bounds.newest)
+        .enumerate()
+        .filter(|(_, (&lo, &hi))| span.clip(lo, hi).is_some())
+        .map(|(b, (&lo, &hi))| {
+            let start = b as u32 * block;
+            let whole = span.contains(lo) && span.contains(hi);
+            (start..start.saturating_add(block).min(max_doc), whole)
+        });
     let mut total = 0u64;
-    for (b, (&lo, &hi)) in bounds.oldest.iter().zip(&bounds.newest).enumerate() {
-        if span.clip(lo, hi).is_none() {
-            continue;
+    for_each_match(weight, reader, blocks, |doc, &whole| {
+        if whole || span.contains(cols.ts.get_val(doc)) {
+            total += 1;
         }
-        // Every document of a block wholly inside the span is in it.
-        let whole = span.contains(lo) && span.contains(hi);
-        let start = b as u32 * block;
-        let end = start.saturating_add(block).min(max_doc);
-        let mut doc = scorer.doc();
-        if doc < start {
-            doc = scorer.seek(start);
-        }
-        while doc != TERMINATED && doc < end {
-            if alive.is_none_or(|a| a.is_alive(doc))
-                && (whole || span.contains(cols.ts.get_val(doc)))
-            {
-                total += 1;
-            }
-            doc = scorer.advance();
-        }
-        if doc == TERMINATED {
-            break;
-        }
-    }
+    })?;
     Ok(total)
 }
 

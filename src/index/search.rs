@@ -219,7 +219,6 @@ fn page(
         (Some(after), Order::Desc) => span.until(after.ts.saturating_add(1)),
         (Some(after), Order::Asc) => span.since(after.ts),
     };
-    let walk_started = std::time::Instant::now();
     let keyed = order::top_in_order(
         searcher,
         &timeline.bounds,
@@ -231,17 +230,11 @@ fn page(
         matches,
         order::Walk::DEFAULT,
     )?;
-    let walked = walk_started.elapsed();
     let mut hits = Vec::with_capacity(keyed.len());
     for (key, addr) in keyed {
         let doc: TantivyDocument = searcher.doc(addr)?;
         hits.push((key, to_hit(f, &doc)));
     }
-    tracing::trace!(
-        walk_ms = walked.as_secs_f64() * 1e3,
-        fetch_ms = (walk_started.elapsed() - walked).as_secs_f64() * 1e3,
-        "search page"
-    );
     Ok(hits)
 }
 
@@ -363,12 +356,7 @@ fn build(
     // from its document frequency, and a group of one by visiting every match.
     Ok(match clauses.len() {
         0 => Box::new(AllQuery),
-        1 => single(
-            clauses
-                .pop()
-                .map(|(_, q)| q)
-                .unwrap_or_else(|| Box::new(AllQuery)),
-        ),
+        1 => single(clauses.remove(0).1),
         _ => Box::new(BooleanQuery::new(clauses)),
     })
 }
