@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use tantivy::columnar::ColumnValues;
 use tantivy::index::SegmentId;
-use tantivy::query::{EnableScoring, Query, TermQuery, Weight};
+use tantivy::query::{AllQuery, EnableScoring, Query, TermQuery, Weight};
 use tantivy::{DocAddress, DocId, DocSet, Searcher, SegmentReader, TERMINATED};
 
 use super::schema;
@@ -26,14 +26,20 @@ use super::search::{Order, SortKey};
 pub(crate) struct Walk {
     /// Documents per block (per pair of bounds).
     pub block: u32,
-    /// Documents in the first round of blocks; each next round takes twice as many.
+    /// Documents in the first round of blocks; each next round takes twice as many,
+    /// up to `max_window`.
     pub first_window: u32,
+    /// Most documents in one round: a round is read to its end even when its first
+    /// blocks already gave better matches than the rest can, so unbounded doubling
+    /// would read up to twice the blocks needed.
+    pub max_window: u32,
 }
 
 impl Walk {
     pub const DEFAULT: Walk = Walk {
         block: 4096,
         first_window: 16 * 4096,
+        max_window: 64 * 4096,
     };
 }
 
@@ -343,9 +349,14 @@ pub(crate) fn top_in_order(
     // scorer per segment (scorers only move forward): a common word stops after the
     // first round, a rare one costs a few scorers per segment, not one per block.
     let mut round = (walk.first_window / walk.block).max(1) as usize;
+    let max_round = (walk.max_window / walk.block).max(1) as usize;
     let mut next = 0;
     while next < blocks.len() && kept.wants(blocks[next].0) {
-        let end = (next + round).min(blocks.len());
+        // Blocks are sorted best first: once one cannot beat what is kept, none after it
+        // can, however this round goes.
+        let wanted = blocks[next..(next + round).min(blocks.len())]
+            .partition_point(|&(best, _, _)| kept.wants(best));
+        let end = next + wanted;
         let mut chosen: Vec<(u32, u32)> =
             blocks[next..end].iter().map(|&(_, s, b)| (s, b)).collect();
         chosen.sort_unstable();
@@ -378,7 +389,7 @@ pub(crate) fn top_in_order(
             kept.absorb(part);
         }
         next = end;
-        round = round.saturating_mul(2);
+        round = round.saturating_mul(2).min(max_round);
     }
 
     Ok(best_first(kept, order))
@@ -435,6 +446,14 @@ struct Scan {
     cursor: Option<SortKey>,
 }
 
+impl Scan {
+    /// Whether a match at `ts` may be kept: in the span, and not ruled out by the worst
+    /// hit kept from its timestamp alone.
+    fn wants(&self, ts: i64, worst: Option<SortKey>) -> bool {
+        self.span.contains(ts) && worst.is_none_or(|w| best_in(self.order, ts, ts) > w)
+    }
+}
+
 /// Calls `each` with every live match of one segment in `ranges` (ascending, not
 /// overlapping) and the tag its range came with, moving one scorer forward through them.
 fn for_each_match<T>(
@@ -476,7 +495,7 @@ fn scan_ranges(
     let mut worst = kept.worst();
     for_each_match(weight, reader, ranges.map(|r| (r, ())), |doc, _| {
         let ts = cols.ts.get_val(doc);
-        if to.span.contains(ts) && worst.is_none_or(|w| best_in(to.order, ts, ts) > w) {
+        if to.wants(ts, worst) {
             let ranked = rank(to.order, cols.key(doc, ts));
             if to.cursor.is_none_or(|c| ranked < c) {
                 kept.offer(ranked, to.ord, doc);
@@ -497,12 +516,109 @@ fn count_in_span(
     let Some(cols) = Columns::of(reader) else {
         return Ok(0);
     };
+    let blocks = blocks_in(searcher, cache, reader, &cols, span);
+    let mut total = 0u64;
+    for_each_match(weight, reader, blocks.into_iter(), |doc, &whole| {
+        if whole || span.contains(cols.ts.get_val(doc)) {
+            total += 1;
+        }
+    })?;
+    Ok(total)
+}
+
+/// Whether tantivy counts `query` within `span` without visiting its matches: a lone
+/// word (its document frequency) or everything, over all time.
+pub(crate) fn counts_without_visiting(query: &dyn Query, span: Span) -> bool {
+    span.is_all()
+        && (query.downcast_ref::<TermQuery>().is_some()
+            || query.downcast_ref::<AllQuery>().is_some())
+}
+
+/// The number of live matches of `query` within `span`, and the first `limit` of them in
+/// `order` within `page` strictly after `after`, best first, in one pass. For queries
+/// whose exact count visits every match anyway (a phrase, several words, a time span):
+/// walking blocks for the page afterwards would read the same postings a second time,
+/// while here the page costs one timestamp read per match.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn count_and_top(
+    searcher: &Searcher,
+    cache: &BoundsCache,
+    query: &dyn Query,
+    span: Span,
+    page: Span,
+    limit: usize,
+    order: Order,
+    after: Option<SortKey>,
+) -> tantivy::Result<(u64, Vec<(SortKey, DocAddress)>)> {
+    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
+    let cursor = after.map(|a| rank(order, a));
+    let readers: Vec<(u32, &SegmentReader)> = searcher
+        .segment_readers()
+        .iter()
+        .enumerate()
+        .map(|(ord, r)| (ord as u32, r))
+        .collect();
+    let parts = on_two_cores(
+        readers,
+        |(_, r)| u64::from(r.max_doc()),
+        |readers| {
+            let mut kept = Kept::new(limit, None);
+            let mut total = 0u64;
+            for (ord, reader) in readers {
+                let Some(cols) = Columns::of(reader) else {
+                    continue;
+                };
+                let to = Scan {
+                    ord,
+                    order,
+                    span: page,
+                    cursor,
+                };
+                let mut worst = kept.worst();
+                let blocks = blocks_in(searcher, cache, reader, &cols, span);
+                for_each_match(&*weight, reader, blocks.into_iter(), |doc, &whole| {
+                    let ts = cols.ts.get_val(doc);
+                    if whole || span.contains(ts) {
+                        total += 1;
+                    }
+                    if to.wants(ts, worst) {
+                        let ranked = rank(order, cols.key(doc, ts));
+                        if cursor.is_none_or(|c| ranked < c) {
+                            kept.offer(ranked, ord, doc);
+                            worst = kept.worst();
+                        }
+                    }
+                })?;
+            }
+            Ok((total, kept))
+        },
+    )?;
+    let mut kept = Kept::new(limit, None);
+    let mut total = 0;
+    for (n, part) in parts {
+        total += n;
+        kept.absorb(part);
+    }
+    Ok((total, best_first(kept, order)))
+}
+
+/// The blocks of one segment reaching into `span`, each with whether it lies wholly
+/// inside it (then every document of it is in the span, and no timestamp needs
+/// reading to count it).
+fn blocks_in(
+    searcher: &Searcher,
+    cache: &BoundsCache,
+    reader: &SegmentReader,
+    cols: &Columns,
+    span: Span,
+) -> Vec<(std::ops::Range<DocId>, bool)> {
+    let max_doc = reader.max_doc();
+    if span.is_all() {
+        return vec![(0..max_doc, true)];
+    }
     let block = Walk::DEFAULT.block;
     let bounds = cache.get(searcher, reader, &*cols.ts, block);
-    let max_doc = reader.max_doc();
-    // Each block reaching into the span, and whether it lies wholly inside it (then
-    // every document of it is in the span, and no timestamp needs reading).
-    let blocks = bounds
+    bounds
         .oldest
         .iter()
         .zip(&bounds.newest)
@@ -512,14 +628,8 @@ fn count_in_span(
             let start = b as u32 * block;
             let whole = span.contains(lo) && span.contains(hi);
             (start..start.saturating_add(block).min(max_doc), whole)
-        });
-    let mut total = 0u64;
-    for_each_match(weight, reader, blocks, |doc, &whole| {
-        if whole || span.contains(cols.ts.get_val(doc)) {
-            total += 1;
-        }
-    })?;
-    Ok(total)
+        })
+        .collect()
 }
 
 /// How many live documents within `span` match `query`. Without a span tantivy counts
@@ -534,7 +644,7 @@ pub(crate) fn count(
     let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
     let readers: Vec<&SegmentReader> = searcher.segment_readers().iter().collect();
     // Counting a lone word is one lookup per segment: no work to share.
-    let lookup = span.is_all() && query.downcast_ref::<TermQuery>().is_some();
+    let lookup = counts_without_visiting(query, span);
     let parts = on_two_cores(
         readers,
         |r| if lookup { 0 } else { u64::from(r.max_doc()) },
@@ -647,8 +757,10 @@ mod tests {
         let walk = Walk {
             block: 8,
             first_window: 32,
+            max_window: 64,
         };
         let mut compared = 0;
+        let mut one_pass = 0;
         for pass in ["as written", "after deletes"] {
             if pass == "after deletes" {
                 // Retention deletes documents: deleted ones are neither found nor counted.
@@ -714,6 +826,23 @@ mod tests {
                             "q={q:?} {order:?} after={after:?} limit={limit} matches={matches:?}"
                         );
                                 compared += 1;
+                                if matches.is_none() {
+                                    // The one-pass count and page agree with both.
+                                    let (n, top) = count_and_top(
+                                        &searcher,
+                                        &timeline.bounds,
+                                        &*unranged,
+                                        span,
+                                        span,
+                                        limit,
+                                        order,
+                                        after,
+                                    )
+                                    .unwrap();
+                                    assert_eq!(n, counted, "q={q:?} {span:?}");
+                                    assert_eq!(top, want, "q={q:?} {order:?} after={after:?}");
+                                    one_pass += 1;
+                                }
                             }
                         }
                     }
@@ -721,6 +850,7 @@ mod tests {
             }
         }
         assert_eq!(compared, 2 * 6 * 3 * 2 * 2 * 4 * 2);
+        assert_eq!(one_pass, 2 * 6 * 3 * 2 * 2 * 4);
         // Bounds were built for every segment at both block sizes (the walk's here, the
         // count's default), and only for segments still in the index.
         let segments = timeline.reader.searcher().segment_readers().len();

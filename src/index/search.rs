@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
 use tantivy::schema::{IndexRecordOption, Value};
-use tantivy::{Searcher, TantivyDocument, Term};
+use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
 
 use super::order;
 use super::schema::{self, Fields};
@@ -160,17 +160,33 @@ pub fn search(timeline: &Timeline, req: &SearchRequest) -> Result<SearchResult, 
     let started = std::time::Instant::now();
     let searcher = timeline.reader.searcher();
     let (query, span) = query_and_span(timeline, req)?;
-    let total = order::count(&searcher, &timeline.bounds, &*query, span)?;
-    let counted = started.elapsed();
-    let keyed = page(&searcher, timeline, &*query, span, req, Some(total))?;
+    let limit = req.limit.clamp(1, MAX_LIMIT);
+    let (total, keyed) = if order::counts_without_visiting(&*query, span) {
+        let total = order::count(&searcher, &timeline.bounds, &*query, span)?;
+        (
+            total,
+            page(&searcher, timeline, &*query, span, req, Some(total))?,
+        )
+    } else {
+        // The count visits every match: the page comes from the same pass.
+        let (total, top) = order::count_and_top(
+            &searcher,
+            &timeline.bounds,
+            &*query,
+            span,
+            page_span(span, req),
+            limit,
+            req.order,
+            req.after,
+        )?;
+        (total, fetch(&searcher, &timeline.fields, top)?)
+    };
     tracing::debug!(
-        count_ms = counted.as_secs_f64() * 1e3,
-        page_ms = (started.elapsed() - counted).as_secs_f64() * 1e3,
+        ms = started.elapsed().as_secs_f64() * 1e3,
         total,
         hits = keyed.len(),
         "search"
     );
-    let limit = req.limit.clamp(1, MAX_LIMIT);
     let next = (keyed.len() == limit)
         .then(|| keyed.last().map(|(k, _)| k.encode()))
         .flatten();
@@ -210,26 +226,36 @@ fn page(
     req: &SearchRequest,
     matches: Option<u64>,
 ) -> Result<Vec<(SortKey, Hit)>, SearchError> {
-    let f = &timeline.fields;
-    let limit = req.limit.clamp(1, MAX_LIMIT);
-    // The cursor narrows the time span so pages deep in a large index stay cheap; ties on
-    // the timestamp are sorted out by the full key.
-    let span = match (req.after, req.order) {
-        (None, _) => span,
-        (Some(after), Order::Desc) => span.until(after.ts.saturating_add(1)),
-        (Some(after), Order::Asc) => span.since(after.ts),
-    };
     let keyed = order::top_in_order(
         searcher,
         &timeline.bounds,
         query,
-        span,
-        limit,
+        page_span(span, req),
+        req.limit.clamp(1, MAX_LIMIT),
         req.order,
         req.after,
         matches,
         order::Walk::DEFAULT,
     )?;
+    fetch(searcher, &timeline.fields, keyed)
+}
+
+/// The part of `span` a page can come from: the cursor narrows it, so pages deep in a
+/// large index stay cheap; ties on the timestamp are sorted out by the full key.
+fn page_span(span: order::Span, req: &SearchRequest) -> order::Span {
+    match (req.after, req.order) {
+        (None, _) => span,
+        (Some(after), Order::Desc) => span.until(after.ts.saturating_add(1)),
+        (Some(after), Order::Asc) => span.since(after.ts),
+    }
+}
+
+/// The stored documents of the hits, in the order given.
+fn fetch(
+    searcher: &Searcher,
+    f: &Fields,
+    keyed: Vec<(SortKey, DocAddress)>,
+) -> Result<Vec<(SortKey, Hit)>, SearchError> {
     let mut hits = Vec::with_capacity(keyed.len());
     for (key, addr) in keyed {
         let doc: TantivyDocument = searcher.doc(addr)?;

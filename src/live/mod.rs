@@ -240,9 +240,22 @@ impl RecordSink {
 
     /// Publishes, then queues for the index (blocking while the index is behind).
     pub fn send(&self, batch: Batch) -> Result<(), SendError<Batch>> {
+        self.show(&batch.records);
+        self.tx.send(batch)
+    }
+
+    /// Publishes records to the followers only; their batch goes to the index later
+    /// with `send_shown`. The tailer shows each line as soon as it is read but hands
+    /// lines to the index in batches, so that a trickle of lines does not wake the
+    /// indexing threads once per line while the followers' path is busy.
+    pub fn show(&self, records: &[Record]) {
         if let Some(live) = &self.live {
-            live.publish(prepare(&batch.records));
+            live.publish(prepare(records));
         }
+    }
+
+    /// Queues for the index a batch whose records were all shown already.
+    pub fn send_shown(&self, batch: Batch) -> Result<(), SendError<Batch>> {
         self.tx.send(batch)
     }
 

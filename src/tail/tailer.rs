@@ -37,6 +37,11 @@ const BATCH_RECORDS: usize = 8192;
 const BATCH_BYTES: usize = 8 << 20;
 /// Bytes one file may read before the others get a turn.
 const READ_TURN: u64 = 4 << 20;
+/// How long lines already shown to followers may wait before they go to the index. The
+/// index only makes them searchable at its next commit (`commit_interval`, a second by
+/// default), so this costs searches little; what it saves is waking the indexer and
+/// tantivy's threads once per line of a trickle, on the cores the followers' path needs.
+const INDEX_HANDOFF: Duration = Duration::from_millis(50);
 /// How often files that were renamed away or deleted are polled while they linger (they
 /// no longer produce directory events).
 const GONE_POLL: Duration = Duration::from_millis(200);
@@ -132,6 +137,10 @@ pub struct Tailer {
     stop: Arc<AtomicBool>,
     batch: Batch,
     batch_bytes: usize,
+    /// How many of the batch's records followers have seen already.
+    shown: usize,
+    /// Since when the batch holds something the index has not got (see INDEX_HANDOFF).
+    held_since: Option<Instant>,
     touched: HashSet<FileKey>,
     watched_dirs: HashSet<PathBuf>,
     links: TailerLinks,
@@ -172,6 +181,8 @@ impl Tailer {
             stop,
             batch: Batch::default(),
             batch_bytes: 0,
+            shown: 0,
+            held_since: None,
             touched: HashSet::new(),
             watched_dirs: HashSet::new(),
             links,
@@ -205,6 +216,9 @@ impl Tailer {
             if lingering {
                 wait = wait.min(GONE_POLL);
             }
+            if let Some(since) = self.held_since {
+                wait = wait.min(INDEX_HANDOFF.saturating_sub(since.elapsed()));
+            }
             // No periodic wake-up beyond the rescan: the daemon sends `Stop` to end it.
             let (dirty, structural) = self.collect_events(wait);
             if self.stop.load(Ordering::Relaxed) {
@@ -233,7 +247,13 @@ impl Tailer {
                 }
             }
             self.retire_gone();
-            self.send();
+            self.show();
+            if self
+                .held_since
+                .is_some_and(|t| t.elapsed() >= INDEX_HANDOFF)
+            {
+                self.send();
+            }
         }
         self.send();
         drop(watcher);
@@ -613,9 +633,27 @@ impl Tailer {
         }
     }
 
+    /// Shows followers the records read since the last call, at once; the index gets
+    /// them with the next `send`.
+    fn show(&mut self) {
+        if self.shown < self.batch.records.len() {
+            self.sink.show(&self.batch.records[self.shown..]);
+            self.shown = self.batch.records.len();
+        }
+        let holds = !self.batch.records.is_empty()
+            || !self.touched.is_empty()
+            || !self.batch.checkpoints.is_empty()
+            || !self.batch.dropped.is_empty();
+        if holds && self.held_since.is_none() {
+            self.held_since = Some(Instant::now());
+        }
+    }
+
     /// Sends what is batched with the checkpoints of the files it touched. Blocks when
     /// the index is behind: that is the backpressure that bounds memory.
     fn send(&mut self) {
+        self.show();
+        self.held_since = None;
         for key in self.touched.drain() {
             if let Some(reader) = self.files.get(&key) {
                 self.batch.checkpoints.push(reader.checkpoint());
@@ -629,7 +667,8 @@ impl Tailer {
         }
         let batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
-        if self.sink.send(batch).is_err() {
+        self.shown = 0;
+        if self.sink.send_shown(batch).is_err() {
             // The index is gone (shutting down); nothing more can be stored.
             self.stop.store(true, Ordering::Relaxed);
         }
