@@ -216,6 +216,10 @@ impl Kept {
         }
     }
 
+    fn is_full(&self) -> bool {
+        self.heap.len() >= self.limit
+    }
+
     /// Whether a region whose best possible rank is `best` can still add a hit.
     fn wants(&self, best: SortKey) -> bool {
         self.worst().is_none_or(|w| best > w)
@@ -298,10 +302,9 @@ pub(crate) fn top_in_order(
     walk: Walk,
 ) -> tantivy::Result<Vec<(SortKey, DocAddress)>> {
     let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
-    let cursor = after.map(|a| rank(order, a));
-    let mut kept = Kept::new(limit, None);
-
     if matches.is_some_and(|n| n <= ONE_PASS_MATCHES) {
+        let cursor = after.map(|a| rank(order, a));
+        let mut kept = Kept::new(limit, None);
         for (ord, reader) in searcher.segment_readers().iter().enumerate() {
             let Some(cols) = Columns::of(reader) else {
                 continue;
@@ -317,10 +320,77 @@ pub(crate) fn top_in_order(
         }
         return Ok(best_first(kept, order));
     }
+    let (_, hits) = walk_blocks(
+        searcher, cache, &*weight, None, span, limit, order, after, walk,
+    )?;
+    Ok(hits)
+}
 
-    // Every block of every segment, best first by what its timestamps allow.
+/// The number of live matches of `query` within `span`, and the first `limit` of them in
+/// `order` within `page` (a part of `span`) strictly after `after`, best first. For
+/// queries whose exact count must visit every match (a phrase, several words, a time
+/// span): the walk that finds the page counts the matches of the blocks it reads, and
+/// the blocks it leaves are only counted, so every match is visited once.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn count_and_top(
+    searcher: &Searcher,
+    cache: &BoundsCache,
+    query: &dyn Query,
+    span: Span,
+    page: Span,
+    limit: usize,
+    order: Order,
+    after: Option<SortKey>,
+    walk: Walk,
+) -> tantivy::Result<(u64, Vec<(SortKey, DocAddress)>)> {
+    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
+    walk_blocks(
+        searcher,
+        cache,
+        &*weight,
+        Some(span),
+        page,
+        limit,
+        order,
+        after,
+        walk,
+    )
+}
+
+/// One block of one segment in a walk.
+#[derive(Clone, Copy)]
+struct Step {
+    /// The best key the block could give the page; None when it can give none.
+    best: Option<SortKey>,
+    /// Index into the walk's segments.
+    seg: u32,
+    block: u32,
+    /// The block lies wholly inside the counted span: its matches count without a
+    /// timestamp read.
+    whole: bool,
+}
+
+/// The walk behind [`top_in_order`] and [`count_and_top`]: blocks best first, in rounds,
+/// until no unread block can beat the kept hits; with `count`, the matches within that
+/// span are counted on the way and in the blocks left over.
+#[allow(clippy::too_many_arguments)]
+fn walk_blocks(
+    searcher: &Searcher,
+    cache: &BoundsCache,
+    weight: &dyn Weight,
+    count: Option<Span>,
+    page: Span,
+    limit: usize,
+    order: Order,
+    after: Option<SortKey>,
+    walk: Walk,
+) -> tantivy::Result<(u64, Vec<(SortKey, DocAddress)>)> {
+    let cursor = after.map(|a| rank(order, a));
+    let mut kept = Kept::new(limit, None);
+    // Every block of every segment that can give the page or must be counted, best
+    // first by what its timestamps allow (blocks that can give nothing last).
     let mut segments = Vec::new();
-    let mut blocks: Vec<(SortKey, u32, u32)> = Vec::new();
+    let mut steps: Vec<Step> = Vec::new();
     for (ord, reader) in searcher.segment_readers().iter().enumerate() {
         if reader.num_docs() == 0 {
             continue;
@@ -329,70 +399,117 @@ pub(crate) fn top_in_order(
             continue;
         };
         let bounds = cache.get(searcher, reader, &*cols.ts, walk.block);
-        let at = segments.len() as u32;
-        blocks.extend(
-            bounds
-                .oldest
-                .iter()
-                .zip(&bounds.newest)
-                .enumerate()
-                .filter_map(|(b, (&lo, &hi))| {
-                    let (lo, hi) = span.clip(lo, hi)?;
-                    Some((best_in(order, lo, hi), at, b as u32))
-                }),
-        );
+        let seg = segments.len() as u32;
+        for (b, (&lo, &hi)) in bounds.oldest.iter().zip(&bounds.newest).enumerate() {
+            let best = page.clip(lo, hi).map(|(lo, hi)| best_in(order, lo, hi));
+            let counted = count.is_some_and(|s| s.clip(lo, hi).is_some());
+            if best.is_some() || counted {
+                steps.push(Step {
+                    best,
+                    seg,
+                    block: b as u32,
+                    whole: count.is_some_and(|s| s.contains(lo) && s.contains(hi)),
+                });
+            }
+        }
         segments.push((ord as u32, reader, cols));
     }
-    blocks.sort_unstable_by(|x, y| y.cmp(x));
+    steps.sort_unstable_by(|x, y| y.best.cmp(&x.best));
+    let docs = |step: &Step| {
+        let max_doc = segments[step.seg as usize].1.max_doc();
+        let start = step.block * walk.block;
+        start..start.saturating_add(walk.block).min(max_doc)
+    };
+    // The steps of a slice by segment, each segment's in document order: one scorer
+    // per segment reads them (scorers only move forward).
+    let by_segment = |mut chosen: Vec<Step>| {
+        chosen.sort_unstable_by_key(|s| (s.seg, s.block));
+        chosen
+    };
+    let wanted = |kept: &Kept, step: &Step| step.best.is_some_and(|b| kept.wants(b));
 
-    // Rounds of twice as many blocks each, every round read in document order with one
-    // scorer per segment (scorers only move forward): a common word stops after the
-    // first round, a rare one costs a few scorers per segment, not one per block.
+    // Rounds of twice as many blocks each: a common word stops after the first round, a
+    // rare one costs a few scorers per segment, not one per block. Once `limit` hits are
+    // kept, a round is at most `max_window` (it is read to its end even when its first
+    // blocks already beat the rest) and ends at the first block that cannot beat them.
+    let mut total = 0u64;
     let mut round = (walk.first_window / walk.block).max(1) as usize;
     let max_round = (walk.max_window / walk.block).max(1) as usize;
     let mut next = 0;
-    while next < blocks.len() && kept.wants(blocks[next].0) {
-        // Blocks are sorted best first: once one cannot beat what is kept, none after it
-        // can, however this round goes.
-        let wanted = blocks[next..(next + round).min(blocks.len())]
-            .partition_point(|&(best, _, _)| kept.wants(best));
-        let end = next + wanted;
-        let mut chosen: Vec<(u32, u32)> =
-            blocks[next..end].iter().map(|&(_, s, b)| (s, b)).collect();
-        chosen.sort_unstable();
-        let runs: Vec<&[(u32, u32)]> = chosen.chunk_by(|x, y| x.0 == y.0).collect();
+    while next < steps.len() && wanted(&kept, &steps[next]) {
+        let end = next
+            + steps[next..(next + round).min(steps.len())].partition_point(|s| wanted(&kept, s));
+        let chosen = by_segment(steps[next..end].to_vec());
+        let runs: Vec<&[Step]> = chosen.chunk_by(|x, y| x.seg == y.seg).collect();
         let floor = kept.worst();
         let found = on_two_cores(
             runs,
             |run| run.len() as u64 * u64::from(walk.block),
             |runs| {
                 let mut mine = Kept::new(limit, floor);
+                let mut n = 0u64;
                 for run in runs {
-                    let (ord, reader, cols) = &segments[run[0].0 as usize];
-                    let max_doc = reader.max_doc();
-                    let ranges = run.iter().map(|&(_, b)| {
-                        let start = b * walk.block;
-                        start..(start.saturating_add(walk.block)).min(max_doc)
-                    });
+                    let (ord, reader, cols) = &segments[run[0].seg as usize];
                     let to = Scan {
                         ord: *ord,
                         order,
-                        span,
+                        span: page,
                         cursor,
                     };
-                    scan_ranges(&*weight, reader, cols, ranges, to, &mut mine)?;
+                    let mut worst = mine.worst();
+                    let ranges = run.iter().map(|s| (docs(s), s.whole));
+                    for_each_match(weight, reader, ranges, |doc, &whole| {
+                        let ts = cols.ts.get_val(doc);
+                        if count.is_some_and(|s| whole || s.contains(ts)) {
+                            n += 1;
+                        }
+                        if to.wants(ts, worst) {
+                            let ranked = rank(order, cols.key(doc, ts));
+                            if cursor.is_none_or(|c| ranked < c) {
+                                mine.offer(ranked, *ord, doc);
+                                worst = mine.worst();
+                            }
+                        }
+                    })?;
                 }
-                Ok(mine)
+                Ok((n, mine))
             },
         )?;
-        for part in found {
+        for (n, part) in found {
+            total += n;
             kept.absorb(part);
         }
         next = end;
-        round = round.saturating_mul(2).min(max_round);
+        round = round.saturating_mul(2);
+        if kept.is_full() {
+            round = round.min(max_round);
+        }
     }
 
-    Ok(best_first(kept, order))
+    if let Some(span) = count {
+        // What the walk left cannot give the page: only counted.
+        let rest = by_segment(steps[next..].to_vec());
+        let runs: Vec<&[Step]> = rest.chunk_by(|x, y| x.seg == y.seg).collect();
+        let parts = on_two_cores(
+            runs,
+            |run| run.len() as u64 * u64::from(walk.block),
+            |runs| {
+                let mut n = 0u64;
+                for run in runs {
+                    let (_, reader, cols) = &segments[run[0].seg as usize];
+                    let ranges = run.iter().map(|s| (docs(s), s.whole));
+                    for_each_match(weight, reader, ranges, |doc, &whole| {
+                        if whole || span.contains(cols.ts.get_val(doc)) {
+                            n += 1;
+                        }
+                    })?;
+                }
+                Ok(n)
+            },
+        )?;
+        total += parts.into_iter().sum::<u64>();
+    }
+    Ok((total, best_first(kept, order)))
 }
 
 fn best_first(kept: Kept, order: Order) -> Vec<(SortKey, DocAddress)> {
@@ -534,74 +651,6 @@ pub(crate) fn counts_without_visiting(query: &dyn Query, span: Span) -> bool {
             || query.downcast_ref::<AllQuery>().is_some())
 }
 
-/// The number of live matches of `query` within `span`, and the first `limit` of them in
-/// `order` within `page` strictly after `after`, best first, in one pass. For queries
-/// whose exact count visits every match anyway (a phrase, several words, a time span):
-/// walking blocks for the page afterwards would read the same postings a second time,
-/// while here the page costs one timestamp read per match.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn count_and_top(
-    searcher: &Searcher,
-    cache: &BoundsCache,
-    query: &dyn Query,
-    span: Span,
-    page: Span,
-    limit: usize,
-    order: Order,
-    after: Option<SortKey>,
-) -> tantivy::Result<(u64, Vec<(SortKey, DocAddress)>)> {
-    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
-    let cursor = after.map(|a| rank(order, a));
-    let readers: Vec<(u32, &SegmentReader)> = searcher
-        .segment_readers()
-        .iter()
-        .enumerate()
-        .map(|(ord, r)| (ord as u32, r))
-        .collect();
-    let parts = on_two_cores(
-        readers,
-        |(_, r)| u64::from(r.max_doc()),
-        |readers| {
-            let mut kept = Kept::new(limit, None);
-            let mut total = 0u64;
-            for (ord, reader) in readers {
-                let Some(cols) = Columns::of(reader) else {
-                    continue;
-                };
-                let to = Scan {
-                    ord,
-                    order,
-                    span: page,
-                    cursor,
-                };
-                let mut worst = kept.worst();
-                let blocks = blocks_in(searcher, cache, reader, &cols, span);
-                for_each_match(&*weight, reader, blocks.into_iter(), |doc, &whole| {
-                    let ts = cols.ts.get_val(doc);
-                    if whole || span.contains(ts) {
-                        total += 1;
-                    }
-                    if to.wants(ts, worst) {
-                        let ranked = rank(order, cols.key(doc, ts));
-                        if cursor.is_none_or(|c| ranked < c) {
-                            kept.offer(ranked, ord, doc);
-                            worst = kept.worst();
-                        }
-                    }
-                })?;
-            }
-            Ok((total, kept))
-        },
-    )?;
-    let mut kept = Kept::new(limit, None);
-    let mut total = 0;
-    for (n, part) in parts {
-        total += n;
-        kept.absorb(part);
-    }
-    Ok((total, best_first(kept, order)))
-}
-
 /// The blocks of one segment reaching into `span`, each with whether it lies wholly
 /// inside it (then every document of it is in the span, and no timestamp needs
 /// reading to count it).
@@ -613,9 +662,6 @@ fn blocks_in(
     span: Span,
 ) -> Vec<(std::ops::Range<DocId>, bool)> {
     let max_doc = reader.max_doc();
-    if span.is_all() {
-        return vec![(0..max_doc, true)];
-    }
     let block = Walk::DEFAULT.block;
     let bounds = cache.get(searcher, reader, &*cols.ts, block);
     bounds
@@ -827,16 +873,23 @@ mod tests {
                         );
                                 compared += 1;
                                 if matches.is_none() {
-                                    // The one-pass count and page agree with both.
+                                    // Counting on the walk agrees with both, with the
+                                    // page's span narrowed by the cursor as search does.
+                                    let page = match (after, order) {
+                                        (None, _) => span,
+                                        (Some(a), Order::Desc) => span.until(a.ts + 1),
+                                        (Some(a), Order::Asc) => span.since(a.ts),
+                                    };
                                     let (n, top) = count_and_top(
                                         &searcher,
                                         &timeline.bounds,
                                         &*unranged,
                                         span,
-                                        span,
+                                        page,
                                         limit,
                                         order,
                                         after,
+                                        walk,
                                     )
                                     .unwrap();
                                     assert_eq!(n, counted, "q={q:?} {span:?}");

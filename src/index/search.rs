@@ -178,6 +178,7 @@ pub fn search(timeline: &Timeline, req: &SearchRequest) -> Result<SearchResult, 
             limit,
             req.order,
             req.after,
+            order::Walk::DEFAULT,
         )?;
         (total, fetch(&searcher, &timeline.fields, top)?)
     };
