@@ -414,7 +414,7 @@ fn walk_blocks(
         }
         segments.push((ord as u32, reader, cols));
     }
-    steps.sort_unstable_by(|x, y| y.best.cmp(&x.best));
+    steps.sort_unstable_by_key(|s| Reverse(s.best));
     let docs = |step: &Step| {
         let max_doc = segments[step.seg as usize].1.max_doc();
         let start = step.block * walk.block;
