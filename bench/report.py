@@ -273,16 +273,16 @@ def main():
             why = ("the queries below miss 20x rg (or p99 < 10 ms). What a request costs: took_ms is the server's search "
                    "(count, rank, stored lines); the same query with limit=1 costs nearly as much, so reading and encoding "
                    "the 100 stored lines is not it, and the time outside the search (HTTP on loopback, JSON, the client) "
-                   "is about a millisecond. What is left grows with the number of matches. The exact total: a lone word "
-                   "is counted from its document frequency, but a phrase must check the positions of every document "
-                   "holding its words, and a service filter intersects postings (split over both cores). The newest 100: "
-                   "blocks of 4,096 documents are read newest first by their timestamp bounds and the walk stops when no "
-                   "unread block can hold a newer match (`index::order`), but in this backlog the two `web-*` files have no "
-                   "timestamps, so their lines carry the time they were read, and in every block that time is newer than "
-                   "any other line's: the bounds cannot rule a block out, and a common word is checked match by match "
-                   "(one timestamp read each, on both cores). "
-                   "lines first. rg's cost grows with the bytes it reads, whatever matches: only the rare query, with one "
-                   "match, is far under it.\n\n" + "\n".join("  " + x for x in t))
+                   "is about a millisecond. What is left grows with the number of matches. The newest 100: blocks of "
+                   "4,096 documents are read newest first by their timestamp bounds and the walk stops when no unread "
+                   "block can hold a newer match (`index::order`); in this backlog the two `web-*` files have no "
+                   "timestamps, so their lines carry the time they were read, newer than any other line, and their "
+                   "blocks are always read first. The exact total: a lone word is counted from its document frequency, "
+                   "but every other query must visit each match, counted on the walk and in the blocks it leaves (split "
+                   "over both cores); for a phrase that means checking the positions of every document holding its "
+                   "words, which is most of its time (`perf`: tantivy's phrase scorer and position reader take about "
+                   "half the samples). rg's cost grows with the bytes it reads, whatever matches: only the rare query, "
+                   "with one match, is far under it.\n\n" + "\n".join("  " + x for x in t))
             perf = os.path.join(src["search"]["dir"], "perf-top.txt")
             if os.path.exists(perf):
                 top = [re.sub(r"\s+-\s+-\s*$", "", l).strip() for l in open(perf) if l.strip()]
@@ -294,9 +294,9 @@ def main():
                             + ", ".join(f"{short_sym(t)}" for t in top) + ".")
                 if cats:
                     why += (" Grouped: " + ", ".join(f"{name} **{pc:.0f}%**" for name, pc in cats) + " of the samples.")
-            why += ("\n\n  Closing the rest of the gap needs bounds that a few lines without timestamps cannot "
-                    "spoil (per service and stream within a block) and, for phrases, a total that is not exact beyond "
-                    "some bound (as logcli and journalctl give none).")
+            why += ("\n\n  Closing the rest of the gap for phrases needs a total that is not exact beyond some "
+                    "bound (logcli and journalctl give none), or a cache of per-segment counts; a p99 over 10 ms on a "
+                    "query whose p50 is a few ms is the VM's scheduling (see the note on steal time below).")
             others = [m.get("others_share_logagg"), m.get("others_share_rg")]
             if any(o is not None and o > 0.10 for o in others):
                 why += (f"\n\n  Other processes used {others[0]:.0%} of the machine during the logagg requests and "
@@ -349,8 +349,8 @@ def main():
         if not ok or la["p99_ms"] >= 2:
             missed.append(("tail", f"logagg tail's p99 is {ms(la['p99_ms'])} ms against pm2 logs' {ms(pl['p99_ms'])} ms "
                            f"(p50 {ms(la['p50_ms'])} against {ms(pl['p50_ms'])} ms): a line reaches `logagg tail` through the file "
-                           "watcher (inotify, on notify's own thread), the tailer thread (reading, splitting, parsing), the "
-                           "live ring and an SSE stream over HTTP to the client process: three wake-ups of other threads or "
+                           "watcher (inotify; the line is read, split and parsed on notify's own thread), the live ring, a "
+                           "tokio worker that writes the SSE event, and the client process: two wake-ups of other threads or "
                            "processes more than pm2 logs, which gets the line from PM2's bus."
                            + (f" Straight from a file write, logagg tail's p99 is {ms(direct['logagg tail']['p99_ms'])} ms "
                               f"against tail -F's {ms(direct['tail -F']['p99_ms'])} ms." if direct else "")
