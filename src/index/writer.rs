@@ -443,6 +443,34 @@ mod tests {
     }
 
     #[test]
+    fn searches_see_segments_merged_after_the_last_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let timeline = Timeline::open(dir.path()).unwrap();
+        let t0 = Utc::now();
+        for i in 0..3u64 {
+            index_for_tests(&timeline, vec![record(t0, &format!("line {i}"), i)]);
+        }
+        timeline.reader.reload().unwrap();
+        assert_eq!(timeline.reader.searcher().segment_readers().len(), 3);
+        // A merge that ends with no commit after it, as the daemon's merges do once it
+        // has caught up: nothing here reloads the reader.
+        let mut writer: IndexWriter = timeline.index.writer(15 << 20).unwrap();
+        let ids = timeline.index.searchable_segment_ids().unwrap();
+        writer.merge(&ids).wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while timeline.reader.searcher().segment_readers().len() != 1 {
+            assert!(
+                Instant::now() < deadline,
+                "searches still read {} segments after the merge",
+                timeline.reader.searcher().segment_readers().len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let found = search(&timeline, &SearchRequest::default()).unwrap();
+        assert_eq!(found.total, 3);
+    }
+
+    #[test]
     fn records_past_retention_are_deleted_and_not_even_added() {
         let dir = tempfile::tempdir().unwrap();
         let timeline = Timeline::open(dir.path()).unwrap();
