@@ -73,16 +73,11 @@ impl Timeline {
                 source,
             },
         })?;
-        // The indexer reloads the reader right after each of its commits. Merges end on
-        // their own time, with no commit of ours after them: with only manual reloads,
-        // a daemon that had caught up with a backlog went on searching the dozens of
-        // small segments the merges had replaced, until the next line arrived (the
-        // common word of the search benchmark: 17 ms in that daemon, 5 ms after a
-        // restart on the same index). tantivy's reload on a change of meta.json (polled
-        // twice a second, a few milliseconds of CPU a minute) picks the merged ones up.
+        // Reloaded by the indexer: after each of its commits, and when merges that
+        // ended later changed the segments (`Indexer::pick_up_merges`).
         let reader = index
             .reader_builder()
-            .reload_policy(ReloadPolicy::OnCommitWithDelay)
+            .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(|source| IndexError::Open {
                 path: path.clone(),
