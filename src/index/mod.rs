@@ -8,7 +8,7 @@ pub mod schema;
 pub mod search;
 pub mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tantivy::directory::MmapDirectory;
@@ -49,6 +49,8 @@ pub struct Timeline {
     pub reader: IndexReader,
     /// Timestamp bounds per block of each segment, for [`order::top_in_order`].
     pub bounds: Arc<order::BoundsCache>,
+    /// tantivy's `meta.json`, rewritten by every commit and every merge.
+    pub meta: PathBuf,
 }
 
 impl Timeline {
@@ -88,6 +90,7 @@ impl Timeline {
             fields,
             reader,
             bounds: Arc::default(),
+            meta: dir.join("meta.json"),
         })
     }
 
