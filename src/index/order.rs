@@ -27,7 +27,7 @@ pub(crate) struct Walk {
     /// Documents per block (per pair of bounds).
     pub block: u32,
     /// Documents in the first round of blocks; each next round takes twice as many,
-    /// up to `max_window`.
+    /// up to `max_window` once the page is full.
     pub first_window: u32,
     /// Most documents in one round: a round is read to its end even when its first
     /// blocks already gave better matches than the rest can, so unbounded doubling
@@ -309,14 +309,14 @@ pub(crate) fn top_in_order(
             let Some(cols) = Columns::of(reader) else {
                 continue;
             };
-            let all = std::iter::once(0..reader.max_doc());
+            let all = std::iter::once((0..reader.max_doc(), true));
             let to = Scan {
                 ord: ord as u32,
                 order,
                 span,
                 cursor,
             };
-            scan_ranges(&*weight, reader, &cols, all, to, &mut kept)?;
+            scan_ranges(&*weight, reader, &cols, all, to, None, &mut kept)?;
         }
         return Ok(best_first(kept, order));
     }
@@ -456,21 +456,8 @@ fn walk_blocks(
                         span: page,
                         cursor,
                     };
-                    let mut worst = mine.worst();
                     let ranges = run.iter().map(|s| (docs(s), s.whole));
-                    for_each_match(weight, reader, ranges, |doc, &whole| {
-                        let ts = cols.ts.get_val(doc);
-                        if count.is_some_and(|s| whole || s.contains(ts)) {
-                            n += 1;
-                        }
-                        if to.wants(ts, worst) {
-                            let ranked = rank(order, cols.key(doc, ts));
-                            if cursor.is_none_or(|c| ranked < c) {
-                                mine.offer(ranked, *ord, doc);
-                                worst = mine.worst();
-                            }
-                        }
-                    })?;
+                    n += scan_ranges(weight, reader, cols, ranges, to, count, &mut mine)?;
                 }
                 Ok((n, mine))
             },
@@ -613,19 +600,26 @@ fn for_each_match<T>(
     Ok(())
 }
 
-/// Offers every live match of one segment in `ranges` that comes after the cursor. A
-/// match whose timestamp alone rules it out costs one column read.
+/// Offers every live match of one segment in `ranges` that comes after the cursor, and
+/// with `count` returns how many of them lie in that span (a range tagged true lies in
+/// it wholly: no check). A match whose timestamp alone rules it out costs one column
+/// read.
 fn scan_ranges(
     weight: &dyn Weight,
     reader: &SegmentReader,
     cols: &Columns,
-    ranges: impl Iterator<Item = std::ops::Range<DocId>>,
+    ranges: impl Iterator<Item = (std::ops::Range<DocId>, bool)>,
     to: Scan,
+    count: Option<Span>,
     kept: &mut Kept,
-) -> tantivy::Result<()> {
+) -> tantivy::Result<u64> {
     let mut worst = kept.worst();
-    for_each_match(weight, reader, ranges.map(|r| (r, ())), |doc, _| {
+    let mut n = 0u64;
+    for_each_match(weight, reader, ranges, |doc, &whole| {
         let ts = cols.ts.get_val(doc);
+        if count.is_some_and(|s| whole || s.contains(ts)) {
+            n += 1;
+        }
         if to.wants(ts, worst) {
             let ranked = rank(to.order, cols.key(doc, ts));
             if to.cursor.is_none_or(|c| ranked < c) {
@@ -633,94 +627,17 @@ fn scan_ranges(
                 worst = kept.worst();
             }
         }
-    })
-}
-
-/// How many live documents of one segment within `span` match.
-fn count_in_span(
-    weight: &dyn Weight,
-    searcher: &Searcher,
-    cache: &BoundsCache,
-    reader: &SegmentReader,
-    span: Span,
-) -> tantivy::Result<u64> {
-    let Some(cols) = Columns::of(reader) else {
-        return Ok(0);
-    };
-    let blocks = blocks_in(searcher, cache, reader, &cols, span);
-    let mut total = 0u64;
-    for_each_match(weight, reader, blocks.into_iter(), |doc, &whole| {
-        if whole || span.contains(cols.ts.get_val(doc)) {
-            total += 1;
-        }
     })?;
-    Ok(total)
+    Ok(n)
 }
 
-/// Whether tantivy counts `query` within `span` without visiting its matches: a lone
-/// word (its document frequency) or everything, over all time.
+/// Whether tantivy counts `query` within `span` without visiting its matches (its
+/// `Query::count`): a lone word (its document frequency) or everything, over all time.
+/// Any other count is [`count_and_top`]'s.
 pub(crate) fn counts_without_visiting(query: &dyn Query, span: Span) -> bool {
     span.is_all()
         && (query.downcast_ref::<TermQuery>().is_some()
             || query.downcast_ref::<AllQuery>().is_some())
-}
-
-/// The blocks of one segment reaching into `span`, each with whether it lies wholly
-/// inside it (then every document of it is in the span, and no timestamp needs
-/// reading to count it).
-fn blocks_in(
-    searcher: &Searcher,
-    cache: &BoundsCache,
-    reader: &SegmentReader,
-    cols: &Columns,
-    span: Span,
-) -> Vec<(std::ops::Range<DocId>, bool)> {
-    let max_doc = reader.max_doc();
-    let block = Walk::DEFAULT.block;
-    let bounds = cache.get(searcher, reader, &*cols.ts, block);
-    bounds
-        .oldest
-        .iter()
-        .zip(&bounds.newest)
-        .enumerate()
-        .filter(|(_, (&lo, &hi))| span.clip(lo, hi).is_some())
-        .map(|(b, (&lo, &hi))| {
-            let start = b as u32 * block;
-            let whole = span.contains(lo) && span.contains(hi);
-            (start..start.saturating_add(block).min(max_doc), whole)
-        })
-        .collect()
-}
-
-/// How many live documents within `span` match `query`. Without a span tantivy counts
-/// (a lone word from its document frequency); with one, only the blocks whose
-/// timestamps reach into the span are visited.
-pub(crate) fn count(
-    searcher: &Searcher,
-    cache: &BoundsCache,
-    query: &dyn Query,
-    span: Span,
-) -> tantivy::Result<u64> {
-    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
-    let readers: Vec<&SegmentReader> = searcher.segment_readers().iter().collect();
-    // Counting a lone word is one lookup per segment: no work to share.
-    let lookup = counts_without_visiting(query, span);
-    let parts = on_two_cores(
-        readers,
-        |r| if lookup { 0 } else { u64::from(r.max_doc()) },
-        |readers| {
-            let mut n = 0;
-            for reader in readers {
-                n += match span.is_all() {
-                    // A lone word: its document frequency, no posting visited.
-                    true => u64::from(weight.count(reader)?),
-                    false => count_in_span(&*weight, searcher, cache, reader, span)?,
-                };
-            }
-            Ok(n)
-        },
-    )?;
-    Ok(parts.into_iter().sum())
 }
 
 #[cfg(test)]
@@ -853,12 +770,7 @@ mod tests {
                     // The brute force runs tantivy's own range query; the walk, the span.
                     let query = build_query(&timeline, &req).unwrap();
                     let (unranged, span) = query_and_span(&timeline, &req).unwrap();
-                    let counted = count(&searcher, &timeline.bounds, &*unranged, span).unwrap();
-                    assert_eq!(
-                        counted,
-                        query.count(&searcher).unwrap() as u64,
-                        "q={q:?} {span:?}"
-                    );
+                    let counted = query.count(&searcher).unwrap() as u64;
                     for order in [Order::Desc, Order::Asc] {
                         let all = everything_sorted(&searcher, &*query, order, None);
                         let cursors = [None, all.get(all.len() / 3).map(|(k, _)| *k)];
@@ -918,9 +830,9 @@ mod tests {
         }
         assert_eq!(compared, 2 * 6 * 3 * 2 * 2 * 4 * 2);
         assert_eq!(one_pass, 2 * 6 * 3 * 2 * 2 * 4);
-        // Bounds were built for every segment at both block sizes (the walk's here, the
-        // count's default), and only for segments still in the index.
+        // Bounds were built for every segment (at the walk's one block size here), and
+        // only for segments still in the index.
         let segments = timeline.reader.searcher().segment_readers().len();
-        assert_eq!(timeline.bounds.len(), 2 * segments);
+        assert_eq!(timeline.bounds.len(), segments);
     }
 }

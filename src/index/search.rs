@@ -162,7 +162,7 @@ pub fn search(timeline: &Timeline, req: &SearchRequest) -> Result<SearchResult, 
     let (query, span) = query_and_span(timeline, req)?;
     let limit = req.limit.clamp(1, MAX_LIMIT);
     let (total, keyed) = if order::counts_without_visiting(&*query, span) {
-        let total = order::count(&searcher, &timeline.bounds, &*query, span)?;
+        let total = query.count(&searcher)? as u64;
         (
             total,
             page(&searcher, timeline, &*query, span, req, Some(total))?,
