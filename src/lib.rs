@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod index;
 pub mod live;
+pub mod memory;
 pub mod metrics;
 pub mod parse;
 pub mod pm2;

@@ -3,6 +3,7 @@
 //! never disagree after a crash.
 
 pub mod histogram;
+pub mod merges;
 pub mod order;
 pub mod schema;
 pub mod search;

@@ -3,8 +3,8 @@
 //! constants here).
 
 use tantivy::schema::{
-    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, FAST,
-    INDEXED, STORED, STRING,
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, FAST, STORED,
+    STRING,
 };
 
 pub const TS: &str = "ts";
@@ -46,11 +46,13 @@ pub fn build() -> (Schema, Fields) {
     let mut b = Schema::builder();
     // Range filters on `ts` run on the fast column; no inverted index needed.
     let num = NumericOptions::default().set_fast().set_stored();
-    // Positions are kept so phrase queries ("upstream timeout") work.
+    // Positions are kept so phrase queries ("upstream timeout") work. No field norms:
+    // hits are ordered by time, never by score, and they cost a byte per line.
     let message = TextOptions::default()
         .set_indexing_options(
             TextFieldIndexing::default()
                 .set_tokenizer("default")
+                .set_fieldnorms(false)
                 .set_index_option(IndexRecordOption::WithFreqsAndPositions),
         )
         .set_stored();
@@ -59,11 +61,13 @@ pub fn build() -> (Schema, Fields) {
         ts_source: b.add_text_field("ts_source", STORED),
         service: b.add_text_field(SERVICE, STRING | STORED | FAST),
         stream: b.add_text_field("stream", STRING | STORED),
-        instance: b.add_u64_field("instance", INDEXED | STORED),
+        // `instance` and `file` are shown, never searched for: stored only, which spares
+        // the indexing threads a term per line each.
+        instance: b.add_u64_field("instance", STORED),
         level: b.add_text_field("level", STRING | STORED),
         kind: b.add_text_field("kind", STRING | STORED),
         message: b.add_text_field("message", message),
-        file: b.add_text_field("file", STRING | STORED),
+        file: b.add_text_field("file", STORED),
         file_ord: b.add_u64_field(FILE_ORD, FAST),
         offset: b.add_u64_field(OFFSET, FAST | STORED),
         sub: b.add_u64_field(SUB, FAST | STORED),

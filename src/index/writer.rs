@@ -8,10 +8,12 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use tantivy::indexer::IndexWriterOptions;
 use tantivy::query::RangeQuery;
 use tantivy::{IndexWriter, TantivyDocument, Term};
 use tracing::{debug, error, warn};
 
+use super::merges::BoundedMerges;
 use super::{Fields, IndexError, Timeline};
 use crate::metrics::{Ingested, Metrics};
 use crate::record::{Kind, Record};
@@ -29,6 +31,8 @@ const COMMIT_RECORDS: usize = 500_000;
 /// daemon by 306 MiB instead of 394 (the torture test; the live ring, the channel and
 /// the writer's arena account for most of the rest, each bounded by configuration).
 const COMMIT_BYTES: usize = 64 << 20;
+/// The least memory tantivy accepts per indexing thread.
+const MIN_THREAD_MEMORY: usize = 15_000_000;
 /// How often records older than the retention are deleted.
 const RETENTION_EVERY: Duration = Duration::from_secs(600);
 /// Merges run in tantivy's threads after a commit and end with no commit of ours after
@@ -66,6 +70,8 @@ pub struct Indexer {
     committed: Committed,
     /// Whether segments are merged (off while ingest is behind).
     merging: bool,
+    /// A batch since the last commit said the tailer is behind a backlog.
+    behind: bool,
     /// When the last commit succeeded, and when the segments were last compared (see
     /// MERGE_WATCH).
     committed_at: Option<Instant>,
@@ -87,13 +93,12 @@ impl Indexer {
         if let Ok(mut c) = committed.lock() {
             c.extend(checkpoints.iter().map(|(k, cp)| (*k, cp.clone())));
         }
-        let writer = timeline
-            .index
-            .writer(opts.writer_memory as usize)
-            .map_err(|source| IndexError::Open {
+        let writer = open_writer(timeline, opts.writer_memory as usize).map_err(|source| {
+            IndexError::Open {
                 path: "timeline".into(),
                 source,
-            })?;
+            }
+        })?;
         Ok(Indexer {
             fields: timeline.fields,
             timeline: timeline.clone(),
@@ -106,6 +111,7 @@ impl Indexer {
             last_retention: None,
             committed,
             merging: true,
+            behind: false,
             committed_at: None,
             merge_checked: Instant::now(),
             meta_loaded: None,
@@ -129,20 +135,25 @@ impl Indexer {
         }
     }
 
-    /// Turns segment merging on (caught up) or off (behind a backlog).
-    fn set_merging(&mut self, on: bool) {
+    /// Turns segment merging on (caught up) or off (behind a backlog); says whether it
+    /// was just turned on.
+    fn set_merging(&mut self, on: bool) -> bool {
         if on == self.merging {
-            return;
+            return false;
         }
         self.merging = on;
         debug!(merging = on, "index merge policy changed");
         if on {
-            self.writer
-                .set_merge_policy(Box::new(tantivy::merge_policy::LogMergePolicy::default()));
+            self.writer.set_merge_policy(Box::new(self.merge_policy()));
         } else {
             self.writer
                 .set_merge_policy(Box::new(tantivy::merge_policy::NoMergePolicy));
         }
+        on
+    }
+
+    fn merge_policy(&self) -> BoundedMerges {
+        BoundedMerges::new(index_dir(&self.timeline))
     }
 
     /// Where lines indexed and commit times are counted for `/metrics`.
@@ -171,16 +182,26 @@ impl Indexer {
             }
             if self.uncommitted >= COMMIT_RECORDS
                 || self.uncommitted_bytes >= COMMIT_BYTES
-                || (self.dirty && last_commit.elapsed() >= self.opts.commit_interval)
+                || ((self.dirty || !self.merging)
+                    && last_commit.elapsed() >= self.opts.commit_interval)
             {
                 // The interval runs from the start of a commit, so commits keep their
                 // rhythm however long each one takes.
                 last_commit = Instant::now();
-                // A batch already waiting at commit time means the tailer is ahead of
-                // us (a backlog): merging segments then costs as much CPU as indexing,
-                // so merges wait until ingest has caught up.
+                // Behind a backlog, merging segments costs as much CPU as indexing
+                // them, so merges wait until ingest has caught up: no batch since the
+                // last commit came full with more to read, and none waits now. (The
+                // waiting batch alone is not enough: the tailer, starved of CPU for a
+                // moment, left the channel empty at some commits, and the merges that
+                // started then ran through the rest of the backlog.)
                 let waiting = rx.try_recv().ok();
-                self.set_merging(waiting.is_none());
+                if self.set_merging(!self.behind && waiting.is_none()) {
+                    // tantivy only looks for merges when segments change: without this
+                    // (empty) commit, the segments of a backlog that ends in silence
+                    // would stay unmerged until the next line.
+                    self.dirty = true;
+                }
+                self.behind = false;
                 self.commit();
                 if let Some(batch) = waiting {
                     self.apply(batch);
@@ -202,6 +223,7 @@ impl Indexer {
     }
 
     fn apply(&mut self, batch: Batch) {
+        self.behind |= batch.behind;
         // A backlog may hold lines already past retention: storing them only for the
         // next retention pass to delete would be wasted work.
         let cutoff = self.retention_cutoff();
@@ -329,6 +351,10 @@ impl Indexer {
                     warn!(error = %e, "cannot reload the index reader");
                 }
                 self.committed_at = Some(Instant::now());
+                // The segments just written freed their indexing buffers: hand them
+                // back now rather than after the allocator's purge delay, by when the
+                // next segments' buffers are in use too.
+                crate::memory::release_freed();
             }
             Err(e) => {
                 // The records stay in the writer and are committed next time; the
@@ -337,6 +363,31 @@ impl Indexer {
             }
         }
     }
+}
+
+fn index_dir(timeline: &Timeline) -> std::path::PathBuf {
+    timeline
+        .meta
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// tantivy's writer with `memory` split among one indexing thread per core (as
+/// `Index::writer` does), one merge thread, and [`BoundedMerges`].
+fn open_writer(timeline: &Timeline, memory: usize) -> tantivy::Result<IndexWriter> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // tantivy refuses less than 15 MB per thread: fewer threads then.
+    let threads = cores.min(8).min(memory / MIN_THREAD_MEMORY).max(1);
+    let options = IndexWriterOptions::builder()
+        .memory_budget_per_thread(memory / threads)
+        .num_worker_threads(threads)
+        // Merges one at a time, so only one merge's input is mapped in memory.
+        .num_merge_threads(1)
+        .build();
+    let writer = timeline.index.writer_with_options(options)?;
+    writer.set_merge_policy(Box::new(BoundedMerges::new(index_dir(timeline))));
+    Ok(writer)
 }
 
 pub fn to_document(f: &Fields, rec: &Record) -> TantivyDocument {
@@ -391,6 +442,7 @@ pub fn index_for_tests(timeline: &Timeline, records: Vec<Record>) {
         records,
         checkpoints: vec![],
         dropped: vec![],
+        behind: false,
     })
     .unwrap();
     drop(tx);
@@ -471,11 +523,13 @@ mod tests {
                     records: vec![record(now, "a", 0)],
                     checkpoints: vec![checkpoint(1, 2), checkpoint(2, 10)],
                     dropped: vec![],
+                    behind: false,
                 },
                 Batch {
                     records: vec![record(now, "b", 2)],
                     checkpoints: vec![checkpoint(1, 4)],
                     dropped: vec![FileKey { dev: 1, ino: 2 }],
+                    behind: false,
                 },
             ],
         );
@@ -514,6 +568,7 @@ mod tests {
                 records: vec![record(t0, &format!("line {i}"), i)],
                 checkpoints: vec![],
                 dropped: vec![],
+                behind: false,
             };
             tx.send(batch).unwrap();
             while total() < i + 1 {
@@ -551,6 +606,7 @@ mod tests {
                 records: vec![record(hours(3), "three hours", 0), record(now, "now", 1)],
                 checkpoints: vec![checkpoint(1, 2)],
                 dropped: vec![],
+                behind: false,
             }],
         );
         assert_eq!(messages(&timeline), ["now", "three hours"]);
@@ -566,6 +622,7 @@ mod tests {
                 ],
                 checkpoints: vec![checkpoint(1, 4)],
                 dropped: vec![],
+                behind: false,
             }],
         );
         assert_eq!(messages(&timeline), ["now", "one hour"]);

@@ -384,6 +384,7 @@ mod tests {
             }],
             checkpoints: vec![],
             dropped: vec![],
+            behind: false,
         };
         assert!(sink.try_send(batch(0)).is_ok());
         assert!(sink.try_send(batch(1)).is_err());

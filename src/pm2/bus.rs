@@ -326,6 +326,7 @@ impl Subscriber {
             records: std::mem::take(&mut self.outbox),
             checkpoints: Vec::new(),
             dropped: Vec::new(),
+            behind: false,
         };
         match self.tx.try_send(batch) {
             Ok(()) => true,
@@ -347,6 +348,7 @@ impl Subscriber {
             records: std::mem::take(&mut self.outbox),
             checkpoints: Vec::new(),
             dropped: Vec::new(),
+            behind: false,
         });
     }
 }
@@ -466,6 +468,7 @@ mod tests {
             records: Vec::new(),
             checkpoints: Vec::new(),
             dropped: Vec::new(),
+            behind: false,
         })
         .unwrap();
         let stop = Arc::new(AtomicBool::new(false));

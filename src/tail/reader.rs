@@ -184,8 +184,15 @@ impl FileReader {
         self.path_str = path.to_string_lossy().into_owned();
     }
 
-    /// Reads what is new, up to a budget, appending records to `out`.
-    pub fn read(&mut self, out: &mut Vec<Record>, budget: u64) -> io::Result<ReadOutcome> {
+    /// Reads what is new, appending records to `out`, until `budget` bytes are read or
+    /// `out` holds `max_records` (checked between chunks, so it may end a chunk's worth
+    /// of lines over).
+    pub fn read(
+        &mut self,
+        out: &mut Vec<Record>,
+        budget: u64,
+        max_records: usize,
+    ) -> io::Result<ReadOutcome> {
         let mut outcome = ReadOutcome::default();
         let size = self.file.metadata()?.len();
         self.seen_size = size;
@@ -201,7 +208,7 @@ impl FileReader {
         let read_at = Utc::now();
         let first_new = out.len();
         while self.read_pos < size {
-            if outcome.bytes >= budget {
+            if outcome.bytes >= budget || out.len() >= max_records {
                 outcome.more = true;
                 break;
             }

@@ -29,11 +29,14 @@ pub struct Batch {
     pub checkpoints: Vec<Checkpoint>,
     /// Files no longer followed: their checkpoints leave the index's state.
     pub dropped: Vec<FileKey>,
+    /// Sent because it was full with more still to read: the tailer is behind a
+    /// backlog, and the index keeps merges off until it has caught up.
+    pub behind: bool,
 }
 
 /// A batch is sent when it holds this many records or bytes, so memory in flight stays
 /// bounded whatever the line lengths.
-const BATCH_RECORDS: usize = 8192;
+const BATCH_RECORDS: usize = 4096;
 const BATCH_BYTES: usize = 8 << 20;
 /// Bytes one file may read before the others get a turn.
 const READ_TURN: u64 = 4 << 20;
@@ -642,7 +645,7 @@ impl Tailer {
                 return;
             };
             let before = self.batch.records.len();
-            let outcome = match reader.read(&mut self.batch.records, READ_TURN) {
+            let outcome = match reader.read(&mut self.batch.records, READ_TURN, BATCH_RECORDS) {
                 Ok(o) => o,
                 Err(e) => {
                     warn!(path = %reader.path.display(), error = %e, "read failed");
@@ -660,6 +663,7 @@ impl Tailer {
                 .map(|r| r.message.len() + 64)
                 .sum::<usize>();
             if self.batch.records.len() >= BATCH_RECORDS || self.batch_bytes >= BATCH_BYTES {
+                self.batch.behind = outcome.more;
                 self.send();
             }
             if !outcome.more || self.stop.load(Ordering::Relaxed) {
