@@ -20,7 +20,7 @@ use crate::rotate::{self, RotateMsg, RotationBoard, Rotator};
 use crate::tail::{Followed, GrowthHook, TailMsg, Tailer, TailerLinks, TailerOptions};
 
 /// Batches in flight between the tailer and the index: the backpressure bound.
-const CHANNEL_BATCHES: usize = 4;
+const CHANNEL_BATCHES: usize = 2;
 /// Rotation requests waiting for the rotator; growth signals beyond it are dropped and
 /// sent again a second later.
 const ROTATE_QUEUE: usize = 64;

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tantivy::indexer::IndexWriterOptions;
 use tantivy::query::RangeQuery;
-use tantivy::{IndexWriter, TantivyDocument, Term};
+use tantivy::{IndexWriter, Term};
 use tracing::{debug, error, warn};
 
+use super::document::RecordDoc;
 use super::merges::BoundedMerges;
 use super::{Fields, IndexError, Timeline};
 use crate::metrics::{Ingested, Metrics};
@@ -59,7 +60,7 @@ pub struct IndexerOptions {
 pub struct Indexer {
     timeline: Timeline,
     fields: Fields,
-    writer: IndexWriter,
+    writer: IndexWriter<RecordDoc>,
     checkpoints: BTreeMap<FileKey, Checkpoint>,
     opts: IndexerOptions,
     uncommitted: usize,
@@ -227,22 +228,17 @@ impl Indexer {
         // A backlog may hold lines already past retention: storing them only for the
         // next retention pass to delete would be wasted work.
         let cutoff = self.retention_cutoff();
+        let expired_at = |rec: &Record| cutoff.is_some_and(|c| rec.ts.timestamp_micros() < c);
         let mut expired = 0usize;
         // Summed here so the metrics' lock is taken once per batch.
         let mut ingested: HashMap<&str, Ingested> = HashMap::new();
         for rec in &batch.records {
-            if cutoff.is_some_and(|c| rec.ts.timestamp_micros() < c) {
+            if expired_at(rec) {
                 expired += 1;
-                continue;
-            }
-            if rec.kind == Kind::Line {
+            } else if rec.kind == Kind::Line {
                 let i = ingested.entry(&rec.service).or_default();
                 i.lines += 1;
                 i.bytes += rec.message.len() as u64;
-            }
-            if let Err(e) = self.writer.add_document(to_document(&self.fields, rec)) {
-                // Only a dead indexing thread makes this fail; nothing can be stored.
-                error!(error = %e, "cannot add to the index");
             }
         }
         if expired > 0 {
@@ -251,6 +247,15 @@ impl Indexer {
         self.metrics.add_ingested(ingested);
         self.uncommitted += batch.records.len();
         self.uncommitted_bytes += batch.records.iter().map(|r| r.message.len()).sum::<usize>();
+        for rec in batch.records {
+            if expired_at(&rec) {
+                continue;
+            }
+            if let Err(e) = self.writer.add_document(RecordDoc::new(self.fields, rec)) {
+                // Only a dead indexing thread makes this fail; nothing can be stored.
+                error!(error = %e, "cannot add to the index");
+            }
+        }
         for cp in batch.checkpoints {
             self.checkpoints.insert(cp.key, cp);
         }
@@ -375,7 +380,7 @@ fn index_dir(timeline: &Timeline) -> std::path::PathBuf {
 
 /// tantivy's writer with `memory` split among one indexing thread per core (as
 /// `Index::writer` does), one merge thread, and [`BoundedMerges`].
-fn open_writer(timeline: &Timeline, memory: usize) -> tantivy::Result<IndexWriter> {
+fn open_writer(timeline: &Timeline, memory: usize) -> tantivy::Result<IndexWriter<RecordDoc>> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // tantivy refuses less than 15 MB per thread: fewer threads then.
     let threads = cores.min(8).min(memory / MIN_THREAD_MEMORY).max(1);
@@ -388,40 +393,6 @@ fn open_writer(timeline: &Timeline, memory: usize) -> tantivy::Result<IndexWrite
     let writer = timeline.index.writer_with_options(options)?;
     writer.set_merge_policy(Box::new(BoundedMerges::new(index_dir(timeline))));
     Ok(writer)
-}
-
-pub fn to_document(f: &Fields, rec: &Record) -> TantivyDocument {
-    let mut doc = TantivyDocument::default();
-    doc.add_i64(f.ts, rec.ts.timestamp_micros());
-    doc.add_text(f.ts_source, rec.ts_source.as_str());
-    doc.add_text(f.service, &rec.service);
-    doc.add_text(f.stream, rec.stream.as_str());
-    if let Some(i) = rec.instance {
-        doc.add_u64(f.instance, u64::from(i));
-    }
-    if let Some(level) = rec.level {
-        doc.add_text(f.level, level.as_str());
-    }
-    doc.add_text(f.kind, rec.kind.as_str());
-    doc.add_text(f.message, &rec.message);
-    doc.add_text(f.file, &rec.file);
-    doc.add_u64(f.file_ord, super::schema::file_ord(&rec.file));
-    doc.add_u64(f.offset, rec.offset);
-    doc.add_u64(f.sub, u64::from(rec.sub));
-    doc.add_bool(f.split, rec.split);
-    if let Some(m) = &rec.marker {
-        doc.add_text(f.event, &m.event);
-        if let Some(code) = m.exit_code {
-            doc.add_i64(f.exit_code, code);
-        }
-        if let Some(n) = m.restart_count {
-            doc.add_u64(f.restart_count, n);
-        }
-        if let Some(manual) = m.manual {
-            doc.add_bool(f.manual, manual);
-        }
-    }
-    doc
 }
 
 /// For tests: indexes `records` into `timeline` through a real indexer and commits,

@@ -36,7 +36,7 @@ pub struct Batch {
 
 /// A batch is sent when it holds this many records or bytes, so memory in flight stays
 /// bounded whatever the line lengths.
-const BATCH_RECORDS: usize = 4096;
+const BATCH_RECORDS: usize = 2048;
 const BATCH_BYTES: usize = 8 << 20;
 /// Bytes one file may read before the others get a turn.
 const READ_TURN: u64 = 4 << 20;
