@@ -515,12 +515,27 @@ mod tests {
 
     #[test]
     fn searches_see_segments_merged_after_the_last_commit() {
+        eight_commits_then_silence(false);
+    }
+
+    #[test]
+    fn a_backlog_is_merged_once_caught_up_with_no_line_after_it() {
+        eight_commits_then_silence(true);
+    }
+
+    /// Eight batches, each committed on its own before the next is sent: eight
+    /// one-document segments, then nothing more. Searches must end up reading merged
+    /// segments with no commit of new lines after the merge. With `behind` (batches
+    /// sent full, a backlog) nothing is merged until the batches stop.
+    fn eight_commits_then_silence(behind: bool) {
         let dir = tempfile::tempdir().unwrap();
         let timeline = Timeline::open(dir.path()).unwrap();
         let indexer = Indexer::new(
             &timeline,
             IndexerOptions {
-                commit_interval: Duration::from_millis(20),
+                // Behind a backlog the next batch must come before the next commit
+                // is due (the test sends it within milliseconds of seeing the last).
+                commit_interval: Duration::from_millis(if behind { 200 } else { 20 }),
                 retention: Duration::from_secs(1 << 40),
                 writer_memory: 15 << 20,
             },
@@ -531,15 +546,12 @@ mod tests {
         let t0 = Utc::now();
         let deadline = Instant::now() + Duration::from_secs(20);
         let total = || search(&timeline, &SearchRequest::default()).unwrap().total;
-        // Eight batches, each committed on its own before the next is sent: eight
-        // one-document segments, which tantivy's merge policy merges after the eighth
-        // commit, with no commit after the merge.
         for i in 0..8u64 {
             let batch = Batch {
                 records: vec![record(t0, &format!("line {i}"), i)],
                 checkpoints: vec![],
                 dropped: vec![],
-                behind: false,
+                behind,
             };
             tx.send(batch).unwrap();
             while total() < i + 1 {
@@ -548,6 +560,10 @@ mod tests {
                     "batch {i} never became searchable"
                 );
                 std::thread::sleep(Duration::from_millis(5));
+            }
+            if behind {
+                let segments = timeline.reader.searcher().segment_readers().len();
+                assert_eq!(segments, i as usize + 1, "merged behind a backlog");
             }
         }
         while timeline.reader.searcher().segment_readers().len() >= 8 {

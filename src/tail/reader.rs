@@ -389,3 +389,33 @@ fn first_line_time(file: &File) -> Option<DateTime<Utc>> {
     let line = &line[..memchr::memchr(b'\n', line).unwrap_or(n)];
     parse_line(&String::from_utf8_lossy(line)).ts
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_stops_once_the_batch_holds_its_records_and_the_next_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("duck-out.log");
+        let text: String = (0..100_000).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&path, &text).unwrap();
+        let mut reader = FileReader::open(&path, None, 1 << 20).unwrap();
+        let mut messages = Vec::new();
+        let mut reads = 0;
+        loop {
+            let mut out = Vec::new();
+            let outcome = reader.read(&mut out, u64::MAX, 1000).unwrap();
+            reads += 1;
+            // Checked between 256 KiB chunks: at most one chunk of lines over.
+            assert!(out.len() <= 1000 + CHUNK / 7, "{} records", out.len());
+            messages.extend(out.into_iter().map(|r| r.message));
+            if !outcome.more {
+                break;
+            }
+        }
+        assert!(reads > 1);
+        let want: Vec<String> = (0..100_000).map(|i| format!("line {i}")).collect();
+        assert_eq!(messages, want);
+    }
+}
