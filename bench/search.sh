@@ -60,10 +60,19 @@ BIN=$ROOT/target/release/logagg
 # The generator writes local times and the daemon reads them as local: one zone for both.
 export TZ=UTC
 
-for tool in python3 curl rg hyperfine; do
-    command -v "$tool" >/dev/null || die "$tool is not installed"
+# Debian packages the run needs, installed when missing (as bench/ingest.sh does).
+need_apt=()
+for tool in python3 curl hyperfine; do
+    command -v "$tool" >/dev/null || need_apt+=("$tool")
 done
-if [[ ${SEARCH_LNAV:-1} != 0 ]] && ! command -v lnav >/dev/null; then die "lnav is not installed (SEARCH_LNAV=0 skips it)"; fi
+command -v rg >/dev/null || need_apt+=(ripgrep)
+if [[ ${SEARCH_LNAV:-1} != 0 ]] && ! command -v lnav >/dev/null; then need_apt+=(lnav); fi
+if ((${#need_apt[@]})); then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y "${need_apt[@]}" >/dev/null 2>&1 ||
+        { apt-get update >/dev/null && apt-get install -y "${need_apt[@]}" >/dev/null; } ||
+        die "cannot install ${need_apt[*]} (SEARCH_LNAV=0 skips lnav)"
+fi
 
 if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
     say "cargo build --release"
