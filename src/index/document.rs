@@ -11,14 +11,20 @@ use crate::record::Record;
 /// Most fields a record fills (every field of the schema).
 const MAX_FIELDS: usize = 17;
 
-pub struct RecordDoc {
+/// Boxed: tantivy's document channel is recreated at every commit with room for
+/// 10,000 batches of up to four documents, each slot the size of the document, so a
+/// record by value (about 250 bytes with the field handles) made it ~10 MB; a box
+/// makes it a pointer.
+pub struct RecordDoc(Box<Inner>);
+
+struct Inner {
     fields: Fields,
     rec: Record,
 }
 
 impl RecordDoc {
     pub fn new(fields: Fields, rec: Record) -> RecordDoc {
-        RecordDoc { fields, rec }
+        RecordDoc(Box::new(Inner { fields, rec }))
     }
 }
 
@@ -44,7 +50,7 @@ impl Document for RecordDoc {
 
     fn iter_fields_and_values(&self) -> FieldValues<'_> {
         use ReferenceValueLeaf::{Bool, Str, I64, U64};
-        let (f, r) = (&self.fields, &self.rec);
+        let (f, r) = (&self.0.fields, &self.0.rec);
         let marker = r.marker.as_ref();
         let v = |field, leaf| Some((field, Leaf(leaf)));
         [
