@@ -32,22 +32,7 @@ mkdir -p "$WORK"
 run() {
     local bin=$1 data=$WORK/data cfg=$WORK/logagg.toml log=$WORK/daemon.log
     rm -rf "$data"
-    cat >"$cfg" <<EOF
-data_dir = "$data"
-[sources]
-paths = ["$LOGS/*.log"]
-[index]
-commit_interval = "1s"
-retention = "36500d"
-[api]
-listen = "127.0.0.1:0"
-[rotation]
-max_size = ""
-max_age = ""
-archive_dir = "$WORK/archive"
-[pm2]
-home = "$WORK/no-pm2"
-EOF
+    bench_config "$cfg" "$data" "$LOGS" "$WORK"
     wait_quiet
     local t0 t1 pid anon=0 file=0 a f done_lines
     t0=$(now)

@@ -60,3 +60,31 @@ start_logagg() {
     for _ in $(seq 100); do [[ -s $work/state/api.addr ]] && break; sleep 0.1; done
     ADDR=$(cat "$work/state/api.addr")
 }
+
+# bench_config FILE DATA LOGS WORK: a logagg config for a benchmark daemon: DATA as
+# data_dir, LOGS/*.log, 1 s commits, no retention to speak of (cached backlogs are old),
+# API on a free port, no rotation (it would rename the backlog mid-run; any archive
+# stays in WORK) and no PM2 (a PM2 running on this machine must not be talked to).
+bench_config() {
+    cat >"$1" <<EOF2
+data_dir = "$2"
+
+[sources]
+paths = ["$3/*.log"]
+
+[index]
+commit_interval = "1s"
+retention = "36500d"
+
+[api]
+listen = "127.0.0.1:0"
+
+[rotation]
+max_size = ""
+max_age = ""
+archive_dir = "$4/archive"
+
+[pm2]
+home = "$4/no-pm2"
+EOF2
+}

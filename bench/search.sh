@@ -141,28 +141,7 @@ say "queries: rare $RID, phrase \"$PHRASE\", common $COMMON, service worker + $S
 
 rm -rf "$DATA"
 CFG=$WORK/search-logagg.toml
-cat >"$CFG" <<EOF
-# written by bench/search.sh
-data_dir = "$DATA"
-
-[sources]
-paths = ["$LOGS/*.log"]
-
-[index]
-commit_interval = "1s"
-retention = "36500d"
-
-[api]
-listen = "127.0.0.1:0"
-
-[rotation]
-max_size = ""
-max_age = ""
-archive_dir = "$WORK/search-archive"
-
-[pm2]
-home = "$WORK/no-pm2"
-EOF
+bench_config "$CFG" "$DATA" "$LOGS" "$WORK/search"
 "$BIN" --config "$CFG" config check >"$OUT/config-resolved.toml" 2>&1 ||
     die "the bench config is refused: $(cat "$OUT/config-resolved.toml")"
 
