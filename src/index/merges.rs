@@ -10,9 +10,10 @@
 //! half that size is final: a long-lived index is a few dozen such segments, which the
 //! search's per-block ranking reads as cheaply as a few large ones.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
-use tantivy::index::SegmentMeta;
+use tantivy::index::{SegmentId, SegmentMeta};
 use tantivy::merge_policy::{LogMergePolicy, MergeCandidate, MergePolicy};
 
 /// The most bytes of segment files one merge reads.
@@ -47,18 +48,16 @@ impl BoundedMerges {
 
 impl MergePolicy for BoundedMerges {
     fn compute_merge_candidates(&self, segments: &[SegmentMeta]) -> Vec<MergeCandidate> {
-        let sized: Vec<(SegmentMeta, u64)> = segments
+        // Each segment's files are weighed once per call (a few stats per segment,
+        // once per commit).
+        let sizes: HashMap<SegmentId, u64> =
+            segments.iter().map(|s| (s.id(), self.bytes(s))).collect();
+        let metas: Vec<SegmentMeta> = segments
             .iter()
-            .map(|s| (s.clone(), self.bytes(s)))
-            .filter(|(_, bytes)| *bytes <= MERGE_INPUT_BYTES / 2)
+            .filter(|s| sizes[&s.id()] <= MERGE_INPUT_BYTES / 2)
+            .cloned()
             .collect();
-        let metas: Vec<SegmentMeta> = sized.iter().map(|(s, _)| s.clone()).collect();
-        let size_of = |id| {
-            sized
-                .iter()
-                .find(|(s, _)| s.id() == id)
-                .map_or(0, |(_, b)| *b)
-        };
+        let size_of = |id| sizes.get(&id).copied().unwrap_or(0);
         let mut out = Vec::new();
         for MergeCandidate(level) in self.levels.compute_merge_candidates(&metas) {
             out.extend(

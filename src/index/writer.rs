@@ -145,16 +145,13 @@ impl Indexer {
         self.merging = on;
         debug!(merging = on, "index merge policy changed");
         if on {
-            self.writer.set_merge_policy(Box::new(self.merge_policy()));
+            self.writer
+                .set_merge_policy(Box::new(merge_policy(&self.timeline)));
         } else {
             self.writer
                 .set_merge_policy(Box::new(tantivy::merge_policy::NoMergePolicy));
         }
         on
-    }
-
-    fn merge_policy(&self) -> BoundedMerges {
-        BoundedMerges::new(index_dir(&self.timeline))
     }
 
     /// Where lines indexed and commit times are counted for `/metrics`.
@@ -370,12 +367,10 @@ impl Indexer {
     }
 }
 
-fn index_dir(timeline: &Timeline) -> std::path::PathBuf {
-    timeline
-        .meta
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_default()
+/// The merge policy for a caught-up writer, weighing segments in the index's directory.
+fn merge_policy(timeline: &Timeline) -> BoundedMerges {
+    let dir = timeline.meta.parent().map(std::path::Path::to_path_buf);
+    BoundedMerges::new(dir.unwrap_or_default())
 }
 
 /// tantivy's writer with `memory` split among one indexing thread per core (as
@@ -391,7 +386,7 @@ fn open_writer(timeline: &Timeline, memory: usize) -> tantivy::Result<IndexWrite
         .num_merge_threads(1)
         .build();
     let writer = timeline.index.writer_with_options(options)?;
-    writer.set_merge_policy(Box::new(BoundedMerges::new(index_dir(timeline))));
+    writer.set_merge_policy(Box::new(merge_policy(timeline)));
     Ok(writer)
 }
 
