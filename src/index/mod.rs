@@ -8,6 +8,7 @@ pub mod merges;
 pub mod order;
 pub mod schema;
 pub mod search;
+pub mod tokenizer;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -77,6 +78,9 @@ impl Timeline {
                 source,
             },
         })?;
+        index
+            .tokenizers()
+            .register("default", tokenizer::MessageTokenizer::new());
         // Reloaded by the indexer: after each of its commits, and when merges that
         // ended later changed the segments (`Indexer::pick_up_merges`).
         let reader = index
