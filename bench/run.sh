@@ -33,7 +33,8 @@ BENCH=$ROOT/bench
 LOCK=${BENCH_LOCK:-/tmp/logagg-bench.lock}
 AREAS=${BENCH_AREAS:-ingest search tail rotation idle load}
 QUICK=${BENCH_QUICK:-0}
-COMMAND="${BENCH_COMMAND:-$(env | grep -E '^(BENCH|SEARCH|LAT|ROT|IDLE)_' | grep -v -E '^BENCH_(LOCKED|COMMAND)=' | sort | tr '\n' ' ')bash bench/run.sh}"
+# (grep finds nothing when no knob is set: not an error under pipefail.)
+COMMAND="${BENCH_COMMAND:-$({ env | grep -E '^(BENCH|SEARCH|LAT|ROT|IDLE)_' | grep -v -E '^BENCH_(LOCKED|COMMAND)=' || true; } | sort | tr '\n' ' ')bash bench/run.sh}"
 
 if [[ -z ${BENCH_LOCKED:-} ]]; then
     if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
