@@ -32,6 +32,7 @@
 #   SEARCH_PERF=1           perf record the daemon during the common-word requests
 #   SEARCH_SETTLE=300       wait at most this long for merges after ingest
 #   BENCH_NO_BUILD=0        1 uses target/release/logagg as it is
+#   BENCH_BIN=              another logagg binary to measure (implies no build)
 #   BENCH_QUIET_WAIT=900    before each measurement wait up to this long for an idle machine
 #
 # Results: bench/work/search-out/<UTC time>/ (results.md, results.json, hyperfine JSON,
@@ -56,7 +57,7 @@ OUT=$WORK/search-out/$STAMP
 SLOGS=$WORK/search-logs
 LOGS=$SLOGS/pm2
 DATA=$WORK/search-data
-BIN=$ROOT/target/release/logagg
+BIN=${BENCH_BIN:-$ROOT/target/release/logagg}
 # The generator writes local times and the daemon reads them as local: one zone for both.
 export TZ=UTC
 
@@ -74,12 +75,13 @@ if ((${#need_apt[@]})); then
         die "cannot install ${need_apt[*]} (SEARCH_LNAV=0 skips lnav)"
 fi
 
-if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
+if [[ ${BENCH_NO_BUILD:-0} != 1 && -z ${BENCH_BIN:-} ]]; then
     say "cargo build --release"
     (cd "$ROOT" && cargo build --release --quiet)
 fi
 [[ -x $BIN ]] || die "no binary at $BIN"
 VERSION="$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo "+modified src")"
+[[ -n ${BENCH_BIN:-} ]] && VERSION="$BENCH_BIN"
 mkdir -p "$OUT"
 
 # ---------------------------------------------------------------------------------------
