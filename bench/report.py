@@ -232,7 +232,7 @@ def main():
                         "200,000 lines/s", verdict(ok)))
         c = r.get("commits", {})
         if not ok:
-            missed.append(("ingest", f"{f0(la['lines_per_s'])} lines/s is {la['lines_per_s'] / 2000:.0f}% of the 200,000 target "
+            missed.append(("ingest", f"{f0(la['lines_per_s'])} lines/s is {la['lines_per_s'] / 2000:.1f}% of the 200,000 target "
                            f"({la['cpu_s']:.0f} CPU s in {la['wall_s']:.0f} s: both cores busy"
                            + (f"; per commit median {f0(c['steady_median_lps'])} lines/s, a commit takes median {c.get('commit_ms_median')} ms" if c.get("steady_median_lps") else "")
                            + "). tantivy's indexing threads take ~80% of the CPU (merges wait until ingest has caught up), "
