@@ -176,6 +176,68 @@ mod tests {
         );
     }
 
+    /// What the README promises about words, through a real index and `search`.
+    #[test]
+    fn words_are_found_as_the_readme_says() {
+        use crate::index::search::{search, SearchRequest};
+        use crate::index::writer::index_for_tests;
+        use crate::index::Timeline;
+        use crate::record::Record;
+
+        let dir = tempfile::TempDir::new().unwrap();
+        let timeline = Timeline::open(dir.path()).unwrap();
+        let t0 = chrono::DateTime::<chrono::Utc>::from_timestamp(1_772_000_000, 0).unwrap();
+        let long = "ab12".repeat(10);
+        let lines = [
+            "req-42 done".to_string(),
+            "req_42 done".into(),
+            "REQ 42 Done".into(),
+            "42 req done".into(),
+            "upstream TIMEOUT after 3s".into(),
+            format!("blob {long} end"),
+            "Größe überschritten".into(),
+        ];
+        let records = (0..lines.len())
+            .map(|i| Record::test_line("api", t0, &lines[i], i as u64))
+            .collect();
+        index_for_tests(&timeline, records);
+        timeline.reader.reload().unwrap();
+        let found = |q: &str| -> Vec<String> {
+            let req = SearchRequest {
+                q: q.into(),
+                limit: 100,
+                ..SearchRequest::default()
+            };
+            let mut got: Vec<String> = search(&timeline, &req)
+                .unwrap()
+                .hits
+                .into_iter()
+                .map(|h| h.message)
+                .collect();
+            got.sort();
+            got
+        };
+        assert_eq!(
+            found("req-42"),
+            ["REQ 42 Done", "req-42 done", "req_42 done"],
+            "a hyphenated word is a phrase, in any case"
+        );
+        assert_eq!(found("Timeout"), ["upstream TIMEOUT after 3s"]);
+        assert_eq!(found(&long), Vec::<String>::new(), "40 bytes: not indexed");
+        assert_eq!(
+            found("\"blob end\""),
+            Vec::<String>::new(),
+            "the long word keeps its place between them"
+        );
+        assert_eq!(found("blob"), [format!("blob {long} end")]);
+        assert_eq!(found("GRÖSSE"), Vec::<String>::new(), "no folding of ß");
+        assert_eq!(
+            found("größe"),
+            ["Größe überschritten"],
+            "Unicode lowercasing"
+        );
+    }
+
     #[test]
     fn the_same_as_tantivys_on_random_text() {
         // ASCII letters, digits and separators, some in runs long enough to be dropped;
