@@ -57,16 +57,18 @@ impl Document for RecordDoc {
             v(f.ts, I64(r.ts.timestamp_micros())),
             v(f.ts_source, Str(r.ts_source.as_str())),
             v(f.service, Str(&r.service)),
-            v(f.stream, Str(r.stream.as_str())),
+            // Defaults are left out (schema::DEFAULT_STREAM and the rest).
+            (r.stream.as_str() != schema::DEFAULT_STREAM)
+                .then(|| (f.stream, Leaf(Str(r.stream.as_str())))),
             r.instance.and_then(|i| v(f.instance, U64(u64::from(i)))),
             r.level.and_then(|l| v(f.level, Str(l.as_str()))),
-            v(f.kind, Str(r.kind.as_str())),
+            (r.kind.as_str() != schema::DEFAULT_KIND).then(|| (f.kind, Leaf(Str(r.kind.as_str())))),
             v(f.message, Str(&r.message)),
             v(f.file, Str(&r.file)),
             v(f.file_ord, U64(schema::file_ord(&r.file))),
             v(f.offset, U64(r.offset)),
             v(f.sub, U64(u64::from(r.sub))),
-            v(f.split, Bool(r.split)),
+            r.split.then_some((f.split, Leaf(Bool(true)))),
             marker.and_then(|m| v(f.event, Str(&m.event))),
             marker
                 .and_then(|m| m.exit_code)

@@ -210,7 +210,15 @@ pub fn service_totals(timeline: &Timeline) -> Result<BTreeMap<String, ServiceTot
             IndexRecordOption::Basic,
         ))
     };
-    let lines = searcher.search(&*term(f.kind, Kind::Line.as_str()), &all)?;
+    let lines = searcher.search(
+        &*crate::index::search::with_default(
+            f.kind,
+            Kind::Line.as_str(),
+            schema::DEFAULT_KIND,
+            [Kind::Marker.as_str()],
+        ),
+        &all,
+    )?;
     let markers = searcher.search(&*term(f.kind, Kind::Marker.as_str()), &all)?;
     let restarts_query = BooleanQuery::new(
         RESTART_EVENTS

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use tantivy::columnar::ColumnValues;
 use tantivy::index::SegmentId;
-use tantivy::query::{AllQuery, EnableScoring, Query, TermQuery, Weight};
+use tantivy::query::{AllQuery, BooleanQuery, EnableScoring, Occur, Query, TermQuery, Weight};
 use tantivy::{DocAddress, DocId, DocSet, Searcher, SegmentReader, TERMINATED};
 
 use super::schema;
@@ -631,13 +631,42 @@ fn scan_ranges(
     Ok(n)
 }
 
-/// Whether tantivy counts `query` within `span` without visiting its matches (its
-/// `Query::count`): a lone word (its document frequency) or everything, over all time.
-/// Any other count is [`count_and_top`]'s.
-pub(crate) fn counts_without_visiting(query: &dyn Query, span: Span) -> bool {
-    span.is_all()
-        && (query.downcast_ref::<TermQuery>().is_some()
-            || query.downcast_ref::<AllQuery>().is_some())
+/// The count of `query` within `span` when it needs no visit of its matches, over all
+/// time: a lone word (tantivy counts it from its document frequency), everything, or
+/// everything but some values of one field (a filter on a value that documents leave
+/// out, `search::with_default`): the documents minus those with the other values. None:
+/// the count is [`count_and_top`]'s.
+pub(crate) fn count_without_visiting(
+    searcher: &Searcher,
+    query: &dyn Query,
+    span: Span,
+) -> tantivy::Result<Option<u64>> {
+    if !span.is_all() {
+        return Ok(None);
+    }
+    if query.downcast_ref::<TermQuery>().is_some() || query.downcast_ref::<AllQuery>().is_some() {
+        return Ok(Some(query.count(searcher)? as u64));
+    }
+    let Some(group) = query.downcast_ref::<BooleanQuery>() else {
+        return Ok(None);
+    };
+    let [(Occur::Must, all), others @ ..] = group.clauses() else {
+        return Ok(None);
+    };
+    let all_but_terms = all.downcast_ref::<AllQuery>().is_some()
+        && !others.is_empty()
+        && others
+            .iter()
+            .all(|(o, q)| *o == Occur::MustNot && q.downcast_ref::<TermQuery>().is_some());
+    if !all_but_terms {
+        return Ok(None);
+    }
+    // A document holds one value of the field at most, so the others' counts add up.
+    let mut n = searcher.num_docs();
+    for (_, q) in others {
+        n = n.saturating_sub(q.count(searcher)? as u64);
+    }
+    Ok(Some(n))
 }
 
 #[cfg(test)]

@@ -161,27 +161,27 @@ pub fn search(timeline: &Timeline, req: &SearchRequest) -> Result<SearchResult, 
     let searcher = timeline.reader.searcher();
     let (query, span) = query_and_span(timeline, req)?;
     let limit = req.limit.clamp(1, MAX_LIMIT);
-    let (total, keyed) = if order::counts_without_visiting(&*query, span) {
-        let total = query.count(&searcher)? as u64;
-        (
-            total,
-            page(&searcher, timeline, &*query, span, req, Some(total))?,
-        )
-    } else {
-        // The count visits every match: the page comes from the same pass.
-        let (total, top) = order::count_and_top(
-            &searcher,
-            &timeline.bounds,
-            &*query,
-            span,
-            page_span(span, req),
-            limit,
-            req.order,
-            req.after,
-            order::Walk::DEFAULT,
-        )?;
-        (total, fetch(&searcher, &timeline.fields, top)?)
-    };
+    let (total, keyed) =
+        if let Some(total) = order::count_without_visiting(&searcher, &*query, span)? {
+            (
+                total,
+                page(&searcher, timeline, &*query, span, req, Some(total))?,
+            )
+        } else {
+            // The count visits every match: the page comes from the same pass.
+            let (total, top) = order::count_and_top(
+                &searcher,
+                &timeline.bounds,
+                &*query,
+                span,
+                page_span(span, req),
+                limit,
+                req.order,
+                req.after,
+                order::Walk::DEFAULT,
+            )?;
+            (total, fetch(&searcher, &timeline.fields, top)?)
+        };
     tracing::debug!(
         ms = started.elapsed().as_secs_f64() * 1e3,
         total,
@@ -354,7 +354,14 @@ fn build(
         ));
     }
     if let Some(stream) = req.stream {
-        clauses.push((Occur::Must, any_of(f.stream, [stream.as_str()])));
+        let others = [Stream::Out, Stream::Err, Stream::Event]
+            .into_iter()
+            .filter(|s| *s != stream)
+            .map(Stream::as_str);
+        clauses.push((
+            Occur::Must,
+            with_default(f.stream, stream.as_str(), schema::DEFAULT_STREAM, others),
+        ));
     }
     if let Some(level) = req.level {
         let levels = [
@@ -368,7 +375,14 @@ fn build(
         clauses.push((Occur::Must, any_of(f.level, wanted)));
     }
     if let Some(kind) = req.kind {
-        clauses.push((Occur::Must, any_of(f.kind, [kind.as_str()])));
+        let others = [Kind::Line, Kind::Marker]
+            .into_iter()
+            .filter(|k| *k != kind)
+            .map(Kind::as_str);
+        clauses.push((
+            Occur::Must,
+            with_default(f.kind, kind.as_str(), schema::DEFAULT_KIND, others),
+        ));
     }
     if with_time && (req.since.is_some() || req.until.is_some()) {
         let lower = req.since.map_or(Bound::Unbounded, |t| {
@@ -399,6 +413,28 @@ fn single(query: Box<dyn Query>) -> Box<dyn Query> {
     query
 }
 
+/// Documents whose `field` is `value`, where documents leave out the field's `default`
+/// (schema::DEFAULT_STREAM): the default is every document without one of the `others`.
+pub(crate) fn with_default<'a>(
+    field: tantivy::schema::Field,
+    value: &str,
+    default: &str,
+    others: impl IntoIterator<Item = &'a str>,
+) -> Box<dyn Query> {
+    if value != default {
+        return any_of(field, [value]);
+    }
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, Box::new(AllQuery))];
+    clauses.extend(others.into_iter().map(|v| {
+        let q: Box<dyn Query> = Box::new(TermQuery::new(
+            Term::from_field_text(field, v),
+            IndexRecordOption::Basic,
+        ));
+        (Occur::MustNot, q)
+    }));
+    Box::new(BooleanQuery::new(clauses))
+}
+
 fn any_of<'a>(
     field: tantivy::schema::Field,
     values: impl IntoIterator<Item = &'a str>,
@@ -424,6 +460,13 @@ fn to_hit(f: &Fields, doc: &TantivyDocument) -> Hit {
             .to_string()
     };
     let u64_of = |field| doc.get_first(field).and_then(|v| v.as_u64());
+    // Documents leave the default values out (schema::DEFAULT_STREAM).
+    let text_or = |field, default: &str| {
+        doc.get_first(field)
+            .and_then(|v| v.as_str())
+            .unwrap_or(default)
+            .to_string()
+    };
     Hit {
         ts: format_ts(
             doc.get_first(f.ts)
@@ -432,13 +475,13 @@ fn to_hit(f: &Fields, doc: &TantivyDocument) -> Hit {
         ),
         ts_source: text(f.ts_source),
         service: text(f.service),
-        stream: text(f.stream),
+        stream: text_or(f.stream, schema::DEFAULT_STREAM),
         instance: u64_of(f.instance),
         level: doc
             .get_first(f.level)
             .and_then(|v| v.as_str())
             .map(str::to_string),
-        kind: text(f.kind),
+        kind: text_or(f.kind, schema::DEFAULT_KIND),
         message: text(f.message),
         file: text(f.file),
         offset: u64_of(f.offset).unwrap_or_default(),
@@ -453,5 +496,111 @@ fn to_hit(f: &Fields, doc: &TantivyDocument) -> Hit {
         exit_code: doc.get_first(f.exit_code).and_then(|v| v.as_i64()),
         restart_count: u64_of(f.restart_count),
         manual: doc.get_first(f.manual).and_then(|v| v.as_bool()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+    use crate::index::writer::index_for_tests;
+    use crate::record::MarkerInfo;
+
+    /// Documents leave the default stream and kind out; documents written before stated
+    /// them. Filters on either value, counted alone (without a visit) or with a word,
+    /// find both kinds of document, and hits read back the values.
+    #[test]
+    fn filters_on_default_values_find_old_and_new_documents() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let timeline = Timeline::open(dir.path()).unwrap();
+        let f = timeline.fields;
+        let t0 = DateTime::<Utc>::from_timestamp(1_772_000_000, 0).unwrap();
+        // Written as before: every value stated.
+        {
+            let mut writer: tantivy::IndexWriter = timeline.index.writer(15 << 20).unwrap();
+            for (i, stream) in ["out", "err"].into_iter().enumerate() {
+                let mut doc = TantivyDocument::default();
+                doc.add_i64(f.ts, (t0 + TimeDelta::seconds(i as i64)).timestamp_micros());
+                doc.add_text(f.ts_source, "line");
+                doc.add_text(f.service, "api");
+                doc.add_text(f.stream, stream);
+                doc.add_text(f.kind, "line");
+                doc.add_text(f.message, format!("old {stream}"));
+                doc.add_text(f.file, format!("/logs/api-{stream}.log"));
+                doc.add_u64(f.file_ord, i as u64);
+                doc.add_u64(f.offset, 0);
+                doc.add_u64(f.sub, 0);
+                doc.add_bool(f.split, false);
+                writer.add_document(doc).unwrap();
+            }
+            writer.commit().unwrap();
+        }
+        // Written now.
+        let at = |s: i64| t0 + TimeDelta::seconds(10 + s);
+        let out = Record::test_line("api", at(0), "new out", 0);
+        let err = Record {
+            stream: Stream::Err,
+            ..Record::test_line("api", at(1), "new err", 0)
+        };
+        let marker = Record {
+            stream: Stream::Event,
+            kind: Kind::Marker,
+            marker: Some(MarkerInfo {
+                event: "restart".into(),
+                ..MarkerInfo::default()
+            }),
+            ..Record::test_line("api", at(2), "new marker", 0)
+        };
+        index_for_tests(&timeline, vec![out, err, marker]);
+        timeline.reader.reload().unwrap();
+
+        let found = |q: &str, stream: Option<Stream>, kind: Option<Kind>| {
+            let req = SearchRequest {
+                q: q.into(),
+                stream,
+                kind,
+                limit: 100,
+                order: Order::Asc,
+                ..SearchRequest::default()
+            };
+            let result = search(&timeline, &req).unwrap();
+            let hits: Vec<String> = result
+                .hits
+                .iter()
+                .map(|h| format!("{} {} {}", h.message, h.stream, h.kind))
+                .collect();
+            assert_eq!(result.total, hits.len() as u64, "{q:?} {stream:?} {kind:?}");
+            hits
+        };
+        let out = Some(Stream::Out);
+        assert_eq!(
+            found("", out, None),
+            ["old out out line", "new out out line"]
+        );
+        assert_eq!(
+            found("new", out, None),
+            ["new out out line"],
+            "with a word, counted by visiting"
+        );
+        assert_eq!(
+            found("", Some(Stream::Err), None),
+            ["old err err line", "new err err line"]
+        );
+        assert_eq!(
+            found("", None, Some(Kind::Line)),
+            [
+                "old out out line",
+                "old err err line",
+                "new out out line",
+                "new err err line"
+            ]
+        );
+        assert_eq!(
+            found("", None, Some(Kind::Marker)),
+            ["new marker event marker"]
+        );
+        assert_eq!(found("", out, Some(Kind::Marker)), Vec::<String>::new());
+        assert_eq!(found("", None, None).len(), 5);
     }
 }
