@@ -634,12 +634,15 @@ fn scan_ranges(
 /// The count of `query` within `span` when it needs no visit of its matches, over all
 /// time: a lone word (tantivy counts it from its document frequency), everything, or
 /// everything but some values of one field (a filter on a value that documents leave
-/// out, `search::with_default`): the documents minus those with the other values. None:
-/// the count is [`count_and_top`]'s.
+/// out, `search::with_default`): the documents minus those with the other values. That
+/// subtraction holds only for a field with one value per document, one of
+/// `single_valued` (words of a message overlap: `-foo -bar` is visited). None: the count
+/// is [`count_and_top`]'s.
 pub(crate) fn count_without_visiting(
     searcher: &Searcher,
     query: &dyn Query,
     span: Span,
+    single_valued: &[tantivy::schema::Field],
 ) -> tantivy::Result<Option<u64>> {
     if !span.is_all() {
         return Ok(None);
@@ -655,9 +658,11 @@ pub(crate) fn count_without_visiting(
     };
     let all_but_terms = all.downcast_ref::<AllQuery>().is_some()
         && !others.is_empty()
-        && others
-            .iter()
-            .all(|(o, q)| *o == Occur::MustNot && q.downcast_ref::<TermQuery>().is_some());
+        && others.iter().all(|(o, q)| {
+            *o == Occur::MustNot
+                && q.downcast_ref::<TermQuery>()
+                    .is_some_and(|t| single_valued.contains(&t.term().field()))
+        });
     if !all_but_terms {
         return Ok(None);
     }
