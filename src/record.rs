@@ -15,6 +15,8 @@ pub enum Stream {
 }
 
 impl Stream {
+    pub const ALL: [Stream; 3] = [Stream::Out, Stream::Err, Stream::Event];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Stream::Out => "out",
@@ -42,6 +44,8 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Line, Kind::Marker];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Line => "line",

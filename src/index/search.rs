@@ -358,7 +358,7 @@ fn build(
         ));
     }
     if let Some(stream) = req.stream {
-        let others = [Stream::Out, Stream::Err, Stream::Event]
+        let others = Stream::ALL
             .into_iter()
             .filter(|s| *s != stream)
             .map(Stream::as_str);
@@ -379,7 +379,7 @@ fn build(
         clauses.push((Occur::Must, any_of(f.level, wanted)));
     }
     if let Some(kind) = req.kind {
-        let others = [Kind::Line, Kind::Marker]
+        let others = Kind::ALL
             .into_iter()
             .filter(|k| *k != kind)
             .map(Kind::as_str);
@@ -501,6 +501,24 @@ fn to_hit(f: &Fields, doc: &TantivyDocument) -> Hit {
         restart_count: u64_of(f.restart_count),
         manual: doc.get_first(f.manual).and_then(|v| v.as_bool()),
     }
+}
+
+/// For tests: the messages of the first 100 hits of `q`, sorted.
+#[cfg(test)]
+pub(crate) fn sorted_messages(timeline: &Timeline, q: &str) -> Vec<String> {
+    let req = SearchRequest {
+        q: q.into(),
+        limit: 100,
+        ..SearchRequest::default()
+    };
+    let mut got: Vec<String> = search(timeline, &req)
+        .unwrap()
+        .hits
+        .into_iter()
+        .map(|h| h.message)
+        .collect();
+    got.sort();
+    got
 }
 
 #[cfg(test)]

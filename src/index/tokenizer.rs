@@ -179,7 +179,7 @@ mod tests {
     /// What the README promises about words, through a real index and `search`.
     #[test]
     fn words_are_found_as_the_readme_says() {
-        use crate::index::search::{search, SearchRequest};
+        use crate::index::search::sorted_messages;
         use crate::index::writer::index_for_tests;
         use crate::index::Timeline;
         use crate::record::Record;
@@ -202,21 +202,7 @@ mod tests {
             .collect();
         index_for_tests(&timeline, records);
         timeline.reader.reload().unwrap();
-        let found = |q: &str| -> Vec<String> {
-            let req = SearchRequest {
-                q: q.into(),
-                limit: 100,
-                ..SearchRequest::default()
-            };
-            let mut got: Vec<String> = search(&timeline, &req)
-                .unwrap()
-                .hits
-                .into_iter()
-                .map(|h| h.message)
-                .collect();
-            got.sort();
-            got
-        };
+        let found = |q: &str| sorted_messages(&timeline, q);
         assert_eq!(
             found("req-42"),
             ["REQ 42 Done", "req-42 done", "req_42 done"],

@@ -462,18 +462,7 @@ mod tests {
     }
 
     fn messages(timeline: &Timeline) -> Vec<String> {
-        let req = SearchRequest {
-            limit: 100,
-            ..SearchRequest::default()
-        };
-        let mut got: Vec<String> = search(timeline, &req)
-            .unwrap()
-            .hits
-            .into_iter()
-            .map(|h| h.message)
-            .collect();
-        got.sort();
-        got
+        crate::index::search::sorted_messages(timeline, "")
     }
 
     #[test]
