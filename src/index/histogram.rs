@@ -8,12 +8,10 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{ColumnValues, StrColumn};
-use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
-use tantivy::schema::IndexRecordOption;
-use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader, Term};
+use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
 
 use super::schema;
-use super::search::{build_query, SearchError, SearchRequest};
+use super::search::{any_of, build_query, term_query, with_default, SearchError, SearchRequest};
 use super::Timeline;
 use crate::record::Kind;
 
@@ -204,29 +202,12 @@ pub fn service_totals(timeline: &Timeline) -> Result<BTreeMap<String, ServiceTot
     let f = &timeline.fields;
     let searcher = timeline.reader.searcher();
     let all = PerService { buckets: None };
-    let term = |field, v: &str| -> Box<dyn Query> {
-        Box::new(TermQuery::new(
-            Term::from_field_text(field, v),
-            IndexRecordOption::Basic,
-        ))
-    };
-    let lines = searcher.search(
-        &*crate::index::search::with_default(
-            f.kind,
-            Kind::Line.as_str(),
-            schema::DEFAULT_KIND,
-            [Kind::Marker.as_str()],
-        ),
-        &all,
-    )?;
-    let markers = searcher.search(&*term(f.kind, Kind::Marker.as_str()), &all)?;
-    let restarts_query = BooleanQuery::new(
-        RESTART_EVENTS
-            .iter()
-            .map(|e| (Occur::Should, term(f.event, e)))
-            .collect(),
-    );
-    let restarts = searcher.search(&restarts_query, &all)?;
+    let kinds = Kind::ALL.map(Kind::as_str);
+    let line = with_default(f.kind, Kind::Line.as_str(), schema::DEFAULT_KIND, &kinds);
+    let lines = searcher.search(&*line, &all)?;
+    let markers = searcher.search(&*term_query(f.kind, Kind::Marker.as_str()), &all)?;
+    let restarts_query = any_of(f.event, RESTART_EVENTS.iter().copied());
+    let restarts = searcher.search(&*restarts_query, &all)?;
     let mut out: BTreeMap<String, ServiceTotals> = BTreeMap::new();
     for ((_, service), t) in lines {
         let s = out.entry(service).or_default();

@@ -358,14 +358,9 @@ fn build(
         ));
     }
     if let Some(stream) = req.stream {
-        let others = Stream::ALL
-            .into_iter()
-            .filter(|s| *s != stream)
-            .map(Stream::as_str);
-        clauses.push((
-            Occur::Must,
-            with_default(f.stream, stream.as_str(), schema::DEFAULT_STREAM, others),
-        ));
+        let all = Stream::ALL.map(Stream::as_str);
+        let query = with_default(f.stream, stream.as_str(), schema::DEFAULT_STREAM, &all);
+        clauses.push((Occur::Must, query));
     }
     if let Some(level) = req.level {
         let levels = [
@@ -379,14 +374,9 @@ fn build(
         clauses.push((Occur::Must, any_of(f.level, wanted)));
     }
     if let Some(kind) = req.kind {
-        let others = Kind::ALL
-            .into_iter()
-            .filter(|k| *k != kind)
-            .map(Kind::as_str);
-        clauses.push((
-            Occur::Must,
-            with_default(f.kind, kind.as_str(), schema::DEFAULT_KIND, others),
-        ));
+        let all = Kind::ALL.map(Kind::as_str);
+        let query = with_default(f.kind, kind.as_str(), schema::DEFAULT_KIND, &all);
+        clauses.push((Occur::Must, query));
     }
     if with_time && (req.since.is_some() || req.until.is_some()) {
         let lower = req.since.map_or(Bound::Unbounded, |t| {
@@ -418,52 +408,47 @@ fn single(query: Box<dyn Query>) -> Box<dyn Query> {
 }
 
 /// Documents whose `field` is `value`, where documents leave out the field's `default`
-/// (schema::DEFAULT_STREAM): the default is every document without one of the `others`.
-pub(crate) fn with_default<'a>(
+/// (schema::DEFAULT_STREAM): the default is every document without one of the other
+/// values in `all`.
+pub(crate) fn with_default(
     field: tantivy::schema::Field,
     value: &str,
     default: &str,
-    others: impl IntoIterator<Item = &'a str>,
+    all: &[&str],
 ) -> Box<dyn Query> {
     if value != default {
-        return any_of(field, [value]);
+        return term_query(field, value);
     }
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, Box::new(AllQuery))];
-    clauses.extend(others.into_iter().map(|v| {
-        let q: Box<dyn Query> = Box::new(TermQuery::new(
-            Term::from_field_text(field, v),
-            IndexRecordOption::Basic,
-        ));
-        (Occur::MustNot, q)
-    }));
+    clauses.extend(
+        all.iter()
+            .filter(|v| **v != value)
+            .map(|v| (Occur::MustNot, term_query(field, v))),
+    );
     Box::new(BooleanQuery::new(clauses))
 }
 
-fn any_of<'a>(
+/// Documents holding any of `values` in `field`.
+pub(crate) fn any_of<'a>(
     field: tantivy::schema::Field,
     values: impl IntoIterator<Item = &'a str>,
 ) -> Box<dyn Query> {
-    let terms: Vec<(Occur, Box<dyn Query>)> = values
+    let terms = values
         .into_iter()
-        .map(|v| {
-            let q: Box<dyn Query> = Box::new(TermQuery::new(
-                Term::from_field_text(field, v),
-                IndexRecordOption::Basic,
-            ));
-            (Occur::Should, q)
-        })
+        .map(|v| (Occur::Should, term_query(field, v)))
         .collect();
     Box::new(BooleanQuery::new(terms))
 }
 
+/// Documents holding `value` in the string field `field`.
+pub(crate) fn term_query(field: tantivy::schema::Field, value: &str) -> Box<dyn Query> {
+    Box::new(TermQuery::new(
+        Term::from_field_text(field, value),
+        IndexRecordOption::Basic,
+    ))
+}
+
 fn to_hit(f: &Fields, doc: &TantivyDocument) -> Hit {
-    let text = |field| {
-        doc.get_first(field)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string()
-    };
-    let u64_of = |field| doc.get_first(field).and_then(|v| v.as_u64());
     // Documents leave the default values out (schema::DEFAULT_STREAM).
     let text_or = |field, default: &str| {
         doc.get_first(field)
@@ -471,6 +456,8 @@ fn to_hit(f: &Fields, doc: &TantivyDocument) -> Hit {
             .unwrap_or(default)
             .to_string()
     };
+    let text = |field| text_or(field, "");
+    let u64_of = |field| doc.get_first(field).and_then(|v| v.as_u64());
     Hit {
         ts: format_ts(
             doc.get_first(f.ts)
