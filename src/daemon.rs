@@ -17,7 +17,7 @@ use crate::index::{IndexError, Indexer, IndexerOptions, Timeline};
 use crate::live::{Live, LiveLimits, RecordSink};
 use crate::pm2;
 use crate::rotate::{self, RotateMsg, RotationBoard, Rotator};
-use crate::tail::{Followed, GrowthHook, TailMsg, Tailer, TailerLinks, TailerOptions};
+use crate::tail::{EarlyLines, Followed, GrowthHook, TailMsg, Tailer, TailerLinks, TailerOptions};
 
 /// Batches in flight between the tailer and the index: the backpressure bound.
 const CHANNEL_BATCHES: usize = 2;
@@ -76,9 +76,11 @@ async fn serve(config: &Config) -> Result<()> {
     let mut indexer = indexer;
     let metrics = crate::metrics::Metrics::default();
     indexer.set_metrics(metrics.clone());
+    let early = EarlyLines::new(metrics.clone());
     let bus_watch = pm2::bus::BusWatch {
         metrics: metrics.clone(),
         status: Default::default(),
+        early: Some(early.clone()),
     };
     let mut resume = indexer.checkpoints();
     let startup = rotate::prepare(config, &mut resume)
@@ -142,6 +144,7 @@ async fn serve(config: &Config) -> Result<()> {
             inbox,
             followed: followed.clone(),
             growth: Some(growth),
+            early: config.pm2.bus.then_some(early),
         },
     );
     let tail_thread = std::thread::Builder::new()

@@ -35,6 +35,8 @@ struct Inner {
     ingested: Mutex<BTreeMap<String, Ingested>>,
     rotations: AtomicU64,
     bus_reconnects: AtomicU64,
+    early_lines: AtomicU64,
+    early_reshown: AtomicU64,
     commit: Histogram,
     search: Histogram,
 }
@@ -118,6 +120,16 @@ impl Metrics {
         self.inner.bus_reconnects.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Lines shown to followers from PM2's bus before their file had them.
+    pub fn early_shown(&self, lines: u64) {
+        self.inner.early_lines.fetch_add(lines, Ordering::Relaxed);
+    }
+
+    /// A line shown early whose file copy came at another place (so shown twice).
+    pub fn early_reshown(&self) {
+        self.inner.early_reshown.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn observe_commit(&self, d: Duration) {
         self.inner.commit.observe(d);
     }
@@ -169,6 +181,16 @@ impl Metrics {
                 "logagg_bus_reconnects_total",
                 "Connections to PM2's bus made again after the first one.",
                 &self.inner.bus_reconnects,
+            ),
+            (
+                "logagg_early_lines_total",
+                "PM2 app lines shown to followers from PM2's bus before their log file had them.",
+                &self.inner.early_lines,
+            ),
+            (
+                "logagg_early_lines_reshown_total",
+                "Lines shown early whose file copy came at another place, so followers saw them twice.",
+                &self.inner.early_reshown,
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");

@@ -248,7 +248,7 @@ impl RecordSink {
     /// with `send_shown`. The tailer shows each line as soon as it is read but hands
     /// lines to the index in batches, so that a trickle of lines does not wake the
     /// indexing threads once per line while the followers' path is busy.
-    pub fn show(&self, records: &[Record]) {
+    pub fn show<'a>(&self, records: impl IntoIterator<Item = &'a Record>) {
         if let Some(live) = &self.live {
             live.publish(prepare(records));
         }
@@ -278,9 +278,9 @@ impl From<SyncSender<Batch>> for RecordSink {
     }
 }
 
-fn prepare(records: &[Record]) -> Vec<Arc<LiveRecord>> {
+fn prepare<'a>(records: impl IntoIterator<Item = &'a Record>) -> Vec<Arc<LiveRecord>> {
     records
-        .iter()
+        .into_iter()
         .map(|r| Arc::new(LiveRecord::new(r)))
         .collect()
 }

@@ -23,15 +23,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use serde_json::Value;
 use tracing::{debug, info, warn};
 
 use super::amp::{Arg, Decoder};
-use super::events::Translator;
+use super::events::{Proc, Translator};
 use super::status::Pm2Status;
 use crate::live::RecordSink;
 use crate::metrics::Metrics;
-use crate::record::Record;
-use crate::tail::Batch;
+use crate::record::{Record, Stream};
+use crate::tail::{Batch, BusChunk, BusNote, EarlyLines};
 
 /// The socket's file name under `$PM2_HOME`.
 pub const PUB_SOCKET: &str = "pub.sock";
@@ -65,6 +66,8 @@ const MAX_TOPICS: usize = 16;
 pub struct BusWatch {
     pub metrics: Metrics,
     pub status: Pm2Status,
+    /// Where apps' lines go to be shown before PM2 writes them to their files.
+    pub early: Option<EarlyLines>,
 }
 
 /// Runs the subscriber on `pm2_home/pub.sock` until `stop` is set or the index hangs up.
@@ -136,6 +139,10 @@ impl Subscriber {
                         info!(socket = %self.socket.display(), "connected to PM2's bus");
                     }
                     self.translator.connected();
+                    // Lines sent while we were not connected were never seen.
+                    if let Some(early) = &self.watch.early {
+                        early.offer(BusNote::Gap);
+                    }
                     let (why, peer_gone) = match self.follow(stream) {
                         Ended::Stop => return,
                         Ended::Lost {
@@ -293,6 +300,12 @@ impl Subscriber {
             return Err(Problem::Bad("not a [topic, JSON payload] pair".to_string()));
         };
         self.watch.status.note(&topic, &payload);
+        if let Some(early) = &self.watch.early {
+            if let Some(chunk) = app_output(&topic, &payload) {
+                early.offer(BusNote::Chunk(chunk));
+                return Ok(());
+            }
+        }
         match self.translator.handle(&topic, &payload, Utc::now()) {
             Ok(out) => {
                 records.extend(out);
@@ -356,6 +369,28 @@ impl Subscriber {
 enum Problem {
     UnknownTopic(String),
     Bad(String),
+}
+
+/// An app's output in a `log:out` / `log:err` message: which app, which stream, the
+/// text PM2 writes to the file. None for anything else (a worker being replaced, a
+/// message without text).
+fn app_output(topic: &str, payload: &Value) -> Option<BusChunk> {
+    let stream = match topic {
+        "log:out" => Stream::Out,
+        "log:err" => Stream::Err,
+        _ => return None,
+    };
+    let proc = Proc::from_value(payload.get("process")?)?;
+    if proc.old {
+        return None;
+    }
+    Some(BusChunk {
+        service: proc.service,
+        pm_id: proc.pm_id,
+        stream,
+        data: payload.get("data")?.as_str()?.to_string(),
+        arrived: Utc::now(),
+    })
 }
 
 #[cfg(test)]

@@ -3,12 +3,14 @@
 //! them resumable. It never talks to the index; it sends [`Batch`]es down a channel.
 
 pub mod checkpoint;
+pub mod early;
 pub mod identity;
 pub mod reader;
 pub mod splitter;
 pub mod tailer;
 
 pub use checkpoint::Checkpoint;
+pub use early::{BusChunk, BusNote, EarlyLines};
 pub use tailer::{
     Batch, FileState, Followed, GrowthHook, TailCommand, TailMsg, Tailer, TailerLinks,
     TailerOptions,

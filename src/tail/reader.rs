@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::checkpoint::Checkpoint;
 use super::identity::{FileKey, Fingerprint};
-use super::splitter::{LineSplitter, Piece};
+use super::splitter::{self, LineSplitter, Piece};
 use crate::parse::{detect_level, parse_line, parse_pm2_json};
 use crate::pm2::naming::{origin_of, FileOrigin};
 use crate::record::{Kind, Level, Record, TsSource};
@@ -112,6 +112,11 @@ impl FileReader {
             offset: self.splitter.resume_offset(),
             base: self.base,
         }
+    }
+
+    /// What the file's name says about its writer.
+    pub fn origin(&self) -> &FileOrigin {
+        &self.origin
     }
 
     pub fn service(&self) -> &str {
@@ -262,15 +267,56 @@ impl FileReader {
             out.push(self.record(ts, ts_source, level, text.into_owned(), &piece, 0));
             return;
         }
+        let (ts, ts_source, level) = self.whole_line(&text, &piece, read_at, out);
+        if piece.split {
+            self.line_ts = Some((ts, ts_source, level));
+        }
+    }
+
+    /// The records of `line` if it were the next line of this file, starting at
+    /// `offset` (a position as records give it) and read at `read_at`; None when it is
+    /// too long to be one piece. What the early lines from PM2's bus are shown as.
+    pub fn preview(&self, line: &str, offset: u64, read_at: DateTime<Utc>) -> Option<Vec<Record>> {
+        let bytes = line.as_bytes();
+        if bytes.len() > self.splitter.max_line() || memchr::memchr(b'\n', bytes).is_some() {
+            return None;
+        }
+        let piece = Piece {
+            bytes: splitter::trim_cr(bytes),
+            offset: offset.checked_sub(self.base)?,
+            split: false,
+            continuation: false,
+        };
+        let text = String::from_utf8_lossy(piece.bytes);
+        let mut out = Vec::new();
+        self.whole_line(&text, &piece, read_at, &mut out);
+        Some(out)
+    }
+
+    /// Where the next line of the file will start, as records give positions: the end
+    /// of the last whole line read.
+    pub fn read_end(&self) -> u64 {
+        self.base + self.splitter.resume_offset()
+    }
+
+    /// The records of a line or a line's first piece; returns its time and level, which
+    /// later pieces carry too.
+    fn whole_line(
+        &self,
+        text: &str,
+        piece: &Piece<'_>,
+        read_at: DateTime<Utc>,
+        out: &mut Vec<Record>,
+    ) -> (DateTime<Utc>, TsSource, Option<Level>) {
         if text.starts_with('{') {
-            if let Some(chunk) = parse_pm2_json(&text) {
+            if let Some(chunk) = parse_pm2_json(text) {
                 let (ts, ts_source) = match chunk.ts {
                     Some(ts) => (ts, TsSource::Line),
                     None => (read_at, TsSource::Read),
                 };
                 for (sub, line) in chunk.lines.into_iter().enumerate() {
                     let mut rec =
-                        self.record(ts, ts_source, detect_level(&line), line, &piece, sub as u32);
+                        self.record(ts, ts_source, detect_level(&line), line, piece, sub as u32);
                     if let Some(service) = &chunk.service {
                         rec.service.clone_from(service);
                     }
@@ -282,19 +328,17 @@ impl FileReader {
                     }
                     out.push(rec);
                 }
-                return;
+                return (ts, ts_source, None);
             }
         }
-        let parsed = parse_line(&text);
+        let parsed = parse_line(text);
         let (ts, ts_source) = match parsed.ts {
             Some(ts) => (ts, TsSource::Line),
             None => (read_at, TsSource::Read),
         };
-        if piece.split {
-            self.line_ts = Some((ts, ts_source, parsed.level));
-        }
         let message = parsed.message.to_owned();
-        out.push(self.record(ts, ts_source, parsed.level, message, &piece, 0));
+        out.push(self.record(ts, ts_source, parsed.level, message, piece, 0));
+        (ts, ts_source, parsed.level)
     }
 
     fn record(

@@ -38,6 +38,11 @@ impl LineSplitter {
         self.pending_start
     }
 
+    /// The longest line emitted whole (newline not counted).
+    pub fn max_line(&self) -> usize {
+        self.max_line
+    }
+
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()
     }
@@ -145,7 +150,7 @@ fn is_continuation(b: u8) -> bool {
     b & 0b1100_0000 == 0b1000_0000
 }
 
-fn trim_cr(line: &[u8]) -> &[u8] {
+pub(super) fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 

@@ -16,10 +16,12 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tracing::{debug, info, warn};
 
 use super::checkpoint::Checkpoint;
+use super::early::{self, BusChunk, BusNote, EarlyLines, Read, Reconcile};
 use super::identity::FileKey;
 use super::reader::FileReader;
+use crate::index::search::SortKey;
 use crate::live::RecordSink;
-use crate::record::Record;
+use crate::record::{Record, TsSource};
 
 /// Records and the checkpoints they bring each file to. The index applies a batch as a
 /// whole: the checkpoints are only stored together with the records before them.
@@ -59,6 +61,8 @@ pub enum TailMsg {
     /// The watcher's thread read lines that now wait for the index: wakes the loop so
     /// it hands them over within INDEX_HANDOFF.
     Held,
+    /// Lines from PM2's bus wait (see [`EarlyLines`]).
+    Early,
 }
 
 pub enum TailCommand {
@@ -115,6 +119,8 @@ pub struct TailerLinks {
     pub inbox: Receiver<TailMsg>,
     pub followed: Followed,
     pub growth: Option<GrowthHook>,
+    /// Lines from PM2's bus, shown before their files have them.
+    pub early: Option<EarlyLines>,
 }
 
 /// A file over its size limit is signalled to the rotator at most this often.
@@ -158,6 +164,11 @@ pub struct Tailer {
     /// symlink loop, unreadable), with the problem last logged: each is logged once, not
     /// at every rescan, and again only when the problem changes.
     refused: HashMap<PathBuf, String>,
+    /// Files PM2's bus announced lines for, with the lines in flight.
+    reconciles: HashMap<FileKey, Reconcile>,
+    /// Records of the batch (indexes, ascending) shown early from the bus: `show`
+    /// passes over them.
+    shown_early: Vec<usize>,
 }
 
 impl Tailer {
@@ -197,6 +208,8 @@ impl Tailer {
             links,
             signalled: HashMap::new(),
             refused: HashMap::new(),
+            reconciles: HashMap::new(),
+            shown_early: Vec::new(),
         }
     }
 
@@ -214,7 +227,16 @@ impl Tailer {
         // closed receiver takes its place).
         let inbox = std::mem::replace(&mut self.links.inbox, std::sync::mpsc::channel().1);
         let tx = self.links.inbox_tx.clone();
+        let early = self.links.early.clone();
         let shared = Arc::new(Mutex::new(self));
+        if let Some(early) = &early {
+            early::attach_weak(
+                early,
+                Arc::downgrade(&shared),
+                Tailer::take_early,
+                tx.clone(),
+            );
+        }
         let on_watcher = shared.clone();
         let mut watcher = match notify::recommended_watcher(move |ev: notify::Result<_>| {
             if let Ok(event) = &ev {
@@ -301,6 +323,7 @@ impl Tailer {
         {
             let mut t = lock(&shared);
             t.closed = true;
+            t.read_announced();
             t.send();
         }
         drop(watcher);
@@ -337,8 +360,10 @@ impl Tailer {
         let mut dirty = HashSet::new();
         let mut structural = false;
         let mut commands = Vec::new();
+        let mut early = false;
         let mut handle = |msg: TailMsg| match msg {
             TailMsg::Command(c) => commands.push(c),
+            TailMsg::Early => early = true,
             TailMsg::Stop | TailMsg::Held => {}
             TailMsg::Fs(ev) => match ev {
                 Ok(ev) => {
@@ -368,6 +393,9 @@ impl Tailer {
         };
         for msg in msgs {
             handle(msg);
+        }
+        if early {
+            self.take_early();
         }
         for c in commands {
             self.command(c);
@@ -654,7 +682,11 @@ impl Tailer {
             };
             if outcome.truncated {
                 info!(path = %reader.path.display(), "file truncated; reading it again from the start");
+                if let Some(r) = self.reconciles.get_mut(&key) {
+                    r.gap();
+                }
             }
+            self.reconcile_read(key, before);
             if outcome.bytes > 0 || outcome.truncated {
                 self.touched.insert(key);
             }
@@ -691,6 +723,7 @@ impl Tailer {
                 info!(path = %reader.path.display(), "finished a renamed or deleted file");
                 self.touched.remove(&key);
                 self.signalled.remove(&key);
+                self.reconciles.remove(&key);
                 self.batch.dropped.push(key);
                 self.publish(key);
             }
@@ -701,7 +734,19 @@ impl Tailer {
     /// them with the next `send`.
     fn show(&mut self) {
         if self.shown < self.batch.records.len() {
-            self.sink.show(&self.batch.records[self.shown..]);
+            let new = &self.batch.records[self.shown..];
+            if self.shown_early.last().is_some_and(|&i| i >= self.shown) {
+                let skip = &self.shown_early;
+                let shown = self.shown;
+                self.sink.show(
+                    new.iter()
+                        .enumerate()
+                        .filter(|(i, _)| skip.binary_search(&(shown + i)).is_err())
+                        .map(|(_, r)| r),
+                );
+            } else {
+                self.sink.show(new);
+            }
             self.shown = self.batch.records.len();
         }
         let holds = !self.batch.records.is_empty()
@@ -732,9 +777,143 @@ impl Tailer {
         let batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
         self.shown = 0;
+        self.shown_early.clear();
         if self.sink.send_shown(batch).is_err() {
             // The index is gone (shutting down); nothing more can be stored.
             self.stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Early lines from PM2's bus (see [`super::early`]).
+impl Tailer {
+    /// Takes the bus messages waiting and shows the lines that can be shown early.
+    fn take_early(&mut self) {
+        let Some(early) = self.links.early.clone() else {
+            return;
+        };
+        let mut show = Vec::new();
+        for note in early.drain() {
+            match note {
+                BusNote::Gap => self.reconciles.values_mut().for_each(Reconcile::gap),
+                BusNote::Chunk(chunk) => self.announce(chunk, &mut show),
+            }
+        }
+        if !show.is_empty() {
+            early.metrics().early_shown(show.len() as u64);
+            self.sink.show(show.iter().flatten());
+        }
+    }
+
+    /// The lines of one bus message, each predicted at the next free place of its file;
+    /// those that may be shown now go to `show`, a line's records together.
+    fn announce(&mut self, chunk: BusChunk, show: &mut Vec<Vec<Record>>) {
+        let Some(key) = self.file_of(&chunk) else {
+            return;
+        };
+        let Some(reader) = self.files.get(&key) else {
+            return;
+        };
+        let rec = self.reconciles.entry(key).or_default();
+        let mut text = std::mem::take(&mut rec.partial);
+        text.push_str(&chunk.data);
+        let mut rest = text.as_str();
+        while let Some(nl) = rest.find('\n') {
+            let line = &rest[..nl];
+            rest = &rest[nl + 1..];
+            let offset = rec.next_offset(reader.read_end());
+            let records = reader.preview(line, offset, chunk.arrived);
+            let (hash, file_ord) = match &records {
+                Some(r) if !r.is_empty() => (early::fingerprint(r), SortKey::of(&r[0]).file_ord),
+                _ => (early::line_hash(line), 0),
+            };
+            let bytes = line.len() as u64 + 1;
+            let when = records
+                .as_ref()
+                .filter(|r| !r.is_empty())
+                .map(|_| chunk.arrived);
+            if rec.on_bus(hash, bytes, offset, file_ord, when) {
+                show.extend(records);
+            }
+        }
+        if rest.len() <= self.opts.max_line_bytes as usize {
+            rec.partial = rest.to_string();
+        } else {
+            rec.gap();
+        }
+    }
+
+    /// The followed file PM2 writes this message's stream of this app to: the one live
+    /// file named for the app, the stream and (when it has one) the instance. The
+    /// combined `<name>.log` gets every stream and is not it.
+    fn file_of(&self, chunk: &BusChunk) -> Option<FileKey> {
+        let combined = format!("{}.log", chunk.service);
+        let mut found = None;
+        for r in self.files.values() {
+            let origin = r.origin();
+            let fits = r.gone_since.is_none()
+                && origin.service == chunk.service
+                && origin.stream == chunk.stream
+                && origin.instance.is_none_or(|i| i == chunk.pm_id)
+                && r.path.file_name().is_some_and(|n| *n != *combined);
+            if fits {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(r.key);
+            }
+        }
+        found
+    }
+
+    /// Checks the records just read from `key` (from index `from` of the batch) against
+    /// the lines its bus announced: those shown early already keep the time they were
+    /// shown with and are not shown again.
+    fn reconcile_read(&mut self, key: FileKey, from: usize) {
+        let Some(rec) = self.reconciles.get_mut(&key) else {
+            return;
+        };
+        let records = &mut self.batch.records[from..];
+        let mut start = 0;
+        while start < records.len() {
+            let offset = records[start].offset;
+            let len = records[start..]
+                .iter()
+                .take_while(|r| r.offset == offset)
+                .count();
+            let line = &mut records[start..start + len];
+            let file_ord = SortKey::of(&line[0]).file_ord;
+            match rec.on_file(early::fingerprint(line), offset, file_ord) {
+                Read::Shown(ts) => {
+                    for (i, r) in line.iter_mut().enumerate() {
+                        if r.ts_source == TsSource::Read {
+                            r.ts = ts;
+                        }
+                        self.shown_early.push(from + start + i);
+                    }
+                }
+                Read::Show => {}
+                Read::Reshow => {
+                    if let Some(early) = &self.links.early {
+                        early.metrics().early_reshown();
+                    }
+                }
+            }
+            start += len;
+        }
+    }
+
+    /// On the way out: files with lines shown from the bus are read once more, so the
+    /// index gets what followers saw if PM2 has written it by now.
+    fn read_announced(&mut self) {
+        let keys: Vec<FileKey> = self
+            .reconciles
+            .iter()
+            .filter(|(_, r)| r.awaits_shown())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            self.read_file(key);
         }
     }
 }
