@@ -53,4 +53,10 @@ say "measuring: $N lines, one every ${INTERVAL} ms"
     python3 "$ROOT/bench/tail_latency.py" --n "$N" --interval-ms "$INTERVAL" \
         --dir "$WORK/logs/pm2" --pm2 "$PM2" --logagg "$LOGAGG" \
         --addr "$ADDR" --app "$ROOT/bench/lat_app.js" --out "$OUT"
+    # How many of the PM2 app's lines logagg showed from PM2's bus, before the file had
+    # them (the rest came through the file watcher).
+    echo
+    echo "logagg's counters after the run (/metrics):"
+    echo
+    curl -s "http://$ADDR/metrics" | grep -E '^logagg_(early_lines|lines_ingested)' | sed 's/^/    /' || true
 } | tee "$OUT/results.md"

@@ -259,6 +259,9 @@ mod tests {
         m.rotated();
         m.bus_reconnected();
         m.bus_reconnected();
+        m.early_shown(2);
+        m.early_shown(3);
+        m.early_reshown();
         m.observe_commit(Duration::from_millis(20));
         m.observe_commit(Duration::from_millis(300));
         m.observe_search(Duration::from_secs(11));
@@ -283,6 +286,12 @@ logagg_rotations_total 1
 # HELP logagg_bus_reconnects_total Connections to PM2's bus made again after the first one.
 # TYPE logagg_bus_reconnects_total counter
 logagg_bus_reconnects_total 2
+# HELP logagg_early_lines_total PM2 app lines shown to followers from PM2's bus before their log file had them.
+# TYPE logagg_early_lines_total counter
+logagg_early_lines_total 5
+# HELP logagg_early_lines_reshown_total Lines shown early whose file copy came at another place, so followers saw them twice.
+# TYPE logagg_early_lines_reshown_total counter
+logagg_early_lines_reshown_total 1
 # HELP logagg_index_commit_seconds Time taken by index commits.
 # TYPE logagg_index_commit_seconds histogram
 logagg_index_commit_seconds_bucket{le="0.001"} 0

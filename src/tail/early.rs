@@ -29,9 +29,11 @@ use crate::record::{Record, Stream, TsSource};
 /// (or the reverse) stops being followed early when a queue overflows, and memory stays
 /// bounded.
 const MAX_QUEUED: usize = 4096;
-/// Bus messages waiting for the tailer; past this the oldest are dropped and every file
-/// is put out of step.
+/// Bus messages (and their bytes) waiting for the tailer, which may be busy with a
+/// backlog; past either bound the waiting ones are dropped and every file is put out of
+/// step (nothing is lost: the lines are in the files).
 const MAX_WAITING: usize = 16_384;
+const MAX_WAITING_BYTES: usize = 8 << 20;
 
 /// One `log:out` / `log:err` message from PM2's bus.
 #[derive(Debug)]
@@ -64,12 +66,18 @@ pub struct EarlyLines {
 
 #[derive(Default)]
 struct Shared {
-    waiting: Mutex<VecDeque<BusNote>>,
+    waiting: Mutex<Waiting>,
     /// Takes the waiting notes under the tailer's lock, if that lock is free now.
     take: OnceLock<Box<dyn Fn() -> bool + Send + Sync>>,
     /// Wakes the tailer's loop when the lock was busy.
     wake: OnceLock<Mutex<Sender<super::TailMsg>>>,
     metrics: Metrics,
+}
+
+#[derive(Default)]
+struct Waiting {
+    notes: VecDeque<BusNote>,
+    bytes: usize,
 }
 
 impl EarlyLines {
@@ -86,12 +94,18 @@ impl EarlyLines {
     /// Hands a bus message to the tailer: at once when its lock is free, else at its
     /// next wake-up (which this asks for).
     pub fn offer(&self, note: BusNote) {
-        if let Ok(mut waiting) = self.shared.waiting.lock() {
-            if waiting.len() >= MAX_WAITING {
-                waiting.clear();
-                waiting.push_back(BusNote::Gap);
+        if let Ok(mut w) = self.shared.waiting.lock() {
+            let size = match &note {
+                BusNote::Chunk(c) => c.data.len(),
+                BusNote::Gap => 0,
+            };
+            if w.notes.len() >= MAX_WAITING || w.bytes + size > MAX_WAITING_BYTES {
+                w.notes.clear();
+                w.notes.push_back(BusNote::Gap);
+                w.bytes = 0;
             }
-            waiting.push_back(note);
+            w.bytes += size;
+            w.notes.push_back(note);
         }
         if self.shared.take.get().is_some_and(|take| take()) {
             return;
@@ -106,7 +120,10 @@ impl EarlyLines {
     /// The bus messages waiting, oldest first.
     pub(super) fn drain(&self) -> Vec<BusNote> {
         match self.shared.waiting.lock() {
-            Ok(mut w) => w.drain(..).collect(),
+            Ok(mut w) => {
+                w.bytes = 0;
+                w.notes.drain(..).collect()
+            }
             Err(_) => Vec::new(),
         }
     }
@@ -395,6 +412,38 @@ mod tests {
         assert!(!r.on_bus(2, 5, 10, F, t(2)));
         assert_eq!(r.on_file(2, 10, F), Read::Show);
         assert!(r.on_bus(3, 5, 15, F, t(3)));
+    }
+
+    #[test]
+    fn messages_waiting_for_a_busy_tailer_stay_bounded() {
+        let early = EarlyLines::new(Metrics::default());
+        let chunk = |data: &str| {
+            BusNote::Chunk(BusChunk {
+                service: "duck".into(),
+                pm_id: 0,
+                stream: Stream::Out,
+                data: data.into(),
+                arrived: Utc::now(),
+            })
+        };
+        for _ in 0..MAX_WAITING + 10 {
+            early.offer(chunk("x\n"));
+        }
+        let notes = early.drain();
+        assert!(notes.len() <= MAX_WAITING, "{}", notes.len());
+        assert!(matches!(notes[0], BusNote::Gap));
+        let big = "y".repeat(MAX_WAITING_BYTES / 3);
+        for _ in 0..4 {
+            early.offer(chunk(&big));
+        }
+        let notes = early.drain();
+        assert_eq!(
+            notes.len(),
+            2,
+            "a gap, then the one chunk that fits after it"
+        );
+        assert!(matches!(notes[0], BusNote::Gap));
+        assert!(early.drain().is_empty());
     }
 
     #[test]
