@@ -103,18 +103,11 @@ async fn serve(config: &Config) -> Result<()> {
         .name("index".into())
         .spawn(move || indexer.run(rx))?;
 
-    let bus_thread = match config.pm2.bus {
-        true => {
-            let (home, tx, stop) = (config.pm2.home.clone(), tx.clone(), stop.clone());
-            let watch = bus_watch.clone();
-            Some(
-                std::thread::Builder::new()
-                    .name("pm2-bus".into())
-                    .spawn(move || pm2::bus::run(&home, tx, stop, watch))?,
-            )
-        }
-        false => None,
-    };
+    // A task, not a thread: see `pm2::bus`.
+    let bus_task = config.pm2.bus.then(|| {
+        let (home, tx, stop) = (config.pm2.home.clone(), tx.clone(), stop.clone());
+        tokio::spawn(pm2::bus::run(home, tx, stop, bus_watch.clone()))
+    });
 
     let followed = Followed::default();
     let board = RotationBoard::default();
@@ -209,14 +202,17 @@ async fn serve(config: &Config) -> Result<()> {
     info!("stopping: finishing reads and committing");
     stop.store(true, Ordering::Relaxed);
     let _ = stop_tailer.send(TailMsg::Stop);
-    let joined = tokio::task::spawn_blocking(move || {
+    let threads = tokio::task::spawn_blocking(move || {
         let _ = tail_thread.join();
         let _ = index_thread.join();
         let _ = rotate_thread.join();
-        if let Some(bus) = bus_thread {
-            let _ = bus.join();
-        }
     });
+    let joined = async move {
+        if let Some(bus) = bus_task {
+            let _ = bus.await;
+        }
+        let _ = threads.await;
+    };
     if tokio::time::timeout(Duration::from_millis(1800), joined)
         .await
         .is_err()

@@ -1,6 +1,6 @@
 //! The daemon's own counters for `GET /metrics`, in Prometheus' text format. Each number
 //! is counted by the thread that owns the event (the indexer counts what it indexes and
-//! how long commits take, the rotator its rotations, the bus thread its reconnections,
+//! how long commits take, the rotator its rotations, the bus task its reconnections,
 //! the search handler its latency) through a cloned [`Metrics`] handle: atomics, plus
 //! one small map of services that is locked once per batch, not once per line.
 

@@ -8,15 +8,19 @@
 //! to [`MAX_BACKOFF`]) and logs one line when PM2 goes away and one when it is back, not
 //! one per attempt. A frame it cannot use is logged (never its contents: PM2's events
 //! carry the apps' environments) and skipped; a byte stream it can no longer split into
-//! frames is dropped and connected again. It runs on its own thread and never waits for
-//! the index (records the index has no room for wait in a small queue), so it keeps
-//! reading the socket, PM2 never has to buffer for it, and the file tailer never waits
-//! for it.
+//! frames is dropped and connected again. It never waits for the index (records the
+//! index has no room for wait in a small queue), so it keeps reading the socket, PM2
+//! never has to buffer for it, and the file tailer never waits for it.
+//!
+//! It is a task on the daemon's async runtime rather than a thread of its own: an app's
+//! line it hands to the followers (see [`crate::tail::early`]) then wakes the follower's
+//! response on the same worker thread, one thread wake-up less between PM2 and
+//! `logagg tail`. Nothing in it blocks: the socket read is async, the index and the
+//! tailer are only ever offered things (`try_send`, `try_lock`).
 
 use std::collections::HashSet;
-use std::io::{self, Read};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::TrySendError;
 use std::sync::Arc;
@@ -24,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::Value;
+use tokio::net::UnixStream;
 use tracing::{debug, info, warn};
 
 use super::amp::{Arg, Decoder};
@@ -60,7 +65,7 @@ const MAX_WARNINGS: u32 = 5;
 /// Distinct unknown topics named in the log per connection.
 const MAX_TOPICS: usize = 16;
 
-/// What the bus thread reports beside its records: reconnections, and the status PM2
+/// What the bus task reports beside its records: reconnections, and the status PM2
 /// gave each service.
 #[derive(Clone, Default)]
 pub struct BusWatch {
@@ -71,10 +76,12 @@ pub struct BusWatch {
 }
 
 /// Runs the subscriber on `pm2_home/pub.sock` until `stop` is set or the index hangs up.
-pub fn run(pm2_home: &Path, tx: RecordSink, stop: Arc<AtomicBool>, watch: BusWatch) {
+pub async fn run(pm2_home: PathBuf, tx: RecordSink, stop: Arc<AtomicBool>, watch: BusWatch) {
     let mut s = Subscriber::new(pm2_home.join(PUB_SOCKET), tx, stop);
     s.watch = watch;
-    s.run();
+    s.subscribe().await;
+    // What still waits goes to the index, waiting for room: off the async workers.
+    let _ = tokio::task::spawn_blocking(move || s.flush()).await;
 }
 
 struct Subscriber {
@@ -113,12 +120,7 @@ impl Subscriber {
         }
     }
 
-    fn run(mut self) {
-        self.subscribe();
-        self.flush();
-    }
-
-    fn subscribe(&mut self) {
+    async fn subscribe(&mut self) {
         let mut backoff = MIN_BACKOFF;
         // One line per outage: said when it starts, not at every attempt.
         let mut outage_logged = false;
@@ -127,7 +129,7 @@ impl Subscriber {
         let mut flapping = false;
         let mut connected_before = false;
         while !self.stop.load(Ordering::Relaxed) {
-            match UnixStream::connect(&self.socket) {
+            match UnixStream::connect(&self.socket).await {
                 Ok(stream) => {
                     if connected_before {
                         self.watch.metrics.bus_reconnected();
@@ -143,7 +145,7 @@ impl Subscriber {
                     if let Some(early) = &self.watch.early {
                         early.offer(BusNote::Gap);
                     }
-                    let (why, peer_gone) = match self.follow(stream) {
+                    let (why, peer_gone) = match self.follow(stream).await {
                         Ended::Stop => return,
                         Ended::Lost {
                             why,
@@ -182,7 +184,7 @@ impl Subscriber {
                     }
                 }
             }
-            self.sleep(backoff);
+            self.sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
             if !self.send(Vec::new()) {
                 return;
@@ -191,24 +193,17 @@ impl Subscriber {
     }
 
     /// Sleeps `d`, waking early when stop is asked for.
-    fn sleep(&self, d: Duration) {
+    async fn sleep(&self, d: Duration) {
         let mut left = d;
         while !left.is_zero() && !self.stop.load(Ordering::Relaxed) {
             let step = left.min(POLL);
-            std::thread::sleep(step);
+            tokio::time::sleep(step).await;
             left -= step;
         }
     }
 
     /// Reads one connection until it ends.
-    fn follow(&mut self, mut stream: UnixStream) -> Ended {
-        if let Err(e) = stream.set_read_timeout(Some(POLL)) {
-            return Ended::Lost {
-                why: e.to_string(),
-                peer_gone: true,
-                healthy: false,
-            };
-        }
+    async fn follow(&mut self, stream: UnixStream) -> Ended {
         let mut decoder = Decoder::with_max_frame_len(MAX_FRAME_LEN);
         let mut buf = vec![0u8; 64 * 1024];
         let mut warnings = 0u32;
@@ -224,7 +219,14 @@ impl Subscriber {
                 return Ended::Stop;
             }
             let mut records = Vec::new();
-            match stream.read(&mut buf) {
+            // Bounded, so the stop flag and waiting crashes are looked at every POLL.
+            let read = match tokio::time::timeout(POLL, stream.readable()).await {
+                Err(_) => Err(io::ErrorKind::TimedOut.into()),
+                Ok(Err(e)) => Err(e),
+                // May be WouldBlock after all (a spurious wake-up): read again.
+                Ok(Ok(())) => stream.try_read(&mut buf),
+            };
+            match read {
                 Ok(0) => {
                     return Ended::Lost {
                         why: "PM2 closed the connection".into(),
@@ -414,6 +416,23 @@ mod tests {
         ])
     }
 
+    /// The subscriber on a thread of its own with a runtime of its own, so the tests can
+    /// block on sockets and channels meanwhile.
+    fn spawn_run(
+        home: PathBuf,
+        tx: RecordSink,
+        stop: Arc<AtomicBool>,
+        watch: BusWatch,
+    ) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(run(home, tx, stop, watch))
+        })
+    }
+
     fn next_batch(rx: &Receiver<Batch>) -> Batch {
         rx.recv_timeout(Duration::from_secs(10))
             .expect("no batch from the subscriber")
@@ -428,7 +447,7 @@ mod tests {
         let watch = BusWatch::default();
         let thread = {
             let (home, stop, watch) = (home.path().to_path_buf(), stop.clone(), watch.clone());
-            std::thread::spawn(move || run(&home, tx.into(), stop, watch))
+            spawn_run(home, tx.into(), stop, watch)
         };
         let (mut conn, _) = listener.accept().unwrap();
         let mut bytes = event("exit", "stopped", 3, 3);
@@ -476,7 +495,7 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (home, stop) = (home.path().to_path_buf(), stop.clone());
-            std::thread::spawn(move || run(&home, tx.into(), stop, BusWatch::default()))
+            spawn_run(home, tx.into(), stop, BusWatch::default())
         };
         std::thread::sleep(Duration::from_millis(500));
         // PM2 appears late: the subscriber finds it.
@@ -509,7 +528,7 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (home, stop) = (home.path().to_path_buf(), stop.clone());
-            std::thread::spawn(move || run(&home, tx.into(), stop, BusWatch::default()))
+            spawn_run(home, tx.into(), stop, BusWatch::default())
         };
         let (mut conn, _) = listener.accept().unwrap();
         conn.set_write_timeout(Some(Duration::from_secs(10)))

@@ -56,7 +56,7 @@ pub enum BusNote {
     Gap,
 }
 
-/// The bus thread's way to the tailer. The tailer attaches its shared state when it
+/// The bus task's way to the tailer. The tailer attaches its shared state when it
 /// starts; until then (and whenever the tailer is busy) messages wait in a queue that
 /// the tailer takes before anything else.
 #[derive(Clone)]
