@@ -71,6 +71,8 @@ def measure(followers, n, budget_s, start_writer):
             "p90_ms": pct(ms, 90),
             "p99_ms": pct(ms, 99),
             "max_ms": ms[-1] if ms else float("nan"),
+            # Each line's delay by sequence number, for looking at the slow ones.
+            "by_seq": {str(k): round(v, 3) for k, v in sorted(d.items())},
         }
     return rows
 
@@ -83,6 +85,20 @@ def table(title, rows, n, base):
         print(f"| {name} | {r['lines']} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} | "
               f"{r['max_ms']:.3f} | {r['p99_ms'] / rows[base]['p99_ms']:.2f} |")
     print()
+
+
+def paired(rows, name, base):
+    """Per line, `name`'s delay minus `base`'s: a delay both saw (PM2 or the app late, or
+    this script) cancels out, which the two p99s alone do not show."""
+    a, b = rows[name]["by_seq"], rows[base]["by_seq"]
+    diffs = sorted(a[k] - b[k] for k in a if k in b)
+    return {
+        "lines": len(diffs),
+        "p50_ms": pct(diffs, 50),
+        "p90_ms": pct(diffs, 90),
+        "p99_ms": pct(diffs, 99),
+        "first_share": sum(1 for d in diffs if d < 0) / len(diffs) if diffs else float("nan"),
+    }
 
 
 def main():
@@ -143,10 +159,17 @@ def main():
         },
         a.n, budget, write_direct)
 
+    pair = paired(pm2_rows, "logagg tail", "pm2 logs")
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump({"n": a.n, "interval_ms": a.interval_ms, "pm2": pm2_rows,
-                   "direct": direct_rows}, f, indent=2)
+                   "direct": direct_rows, "paired": pair}, f, indent=2)
     table("From a PM2 app's console.log to the screen:", pm2_rows, a.n, "pm2 logs")
+    print("The same lines, logagg tail's delay minus pm2 logs' (negative: logagg first):\n")
+    print("| lines | p50 ms | p90 ms | p99 ms | logagg tail first |")
+    print("| --- | --- | --- | --- | --- |")
+    print(f"| {pair['lines']} | {pair['p50_ms']:+.3f} | {pair['p90_ms']:+.3f} | "
+          f"{pair['p99_ms']:+.3f} | {pair['first_share']:.0%} |")
+    print()
     table("From a write(2) to the file to the screen:", direct_rows, a.n, "tail -F")
     complete = all(r["lines"] == a.n for rows in (pm2_rows, direct_rows) for r in rows.values())
     return 0 if complete else 1
