@@ -349,19 +349,26 @@ def main():
                             f"tail -F p50 {ms(dt['p50_ms'])}, p99 {ms(dt['p99_ms'])} ms",
                             f"p99 {dl['p99_ms'] / dt['p99_ms']:.2f}x tail -F", "p99 < 2 ms",
                             verdict(dl["p99_ms"] < 2 and dl["lines"] == r["n"])))
+        pair = r.get("paired")
+        early = re.search(r"logagg_early_lines_total (\d+)", src["tail"]["md"])
         if not ok or la["p99_ms"] >= 2:
             missed.append(("tail", f"logagg tail's p99 is {ms(la['p99_ms'])} ms against pm2 logs' {ms(pl['p99_ms'])} ms "
-                           f"(p50 {ms(la['p50_ms'])} against {ms(pl['p50_ms'])} ms): a line reaches `logagg tail` through the file "
-                           "watcher (inotify; the line is read, split and parsed on notify's own thread), the live ring, a "
-                           "tokio worker that writes the SSE event, and the client process: two wake-ups of other threads or "
-                           "processes more than pm2 logs, which gets the line from PM2's bus."
+                           f"(p50 {ms(la['p50_ms'])} against {ms(pl['p50_ms'])} ms). A PM2 app's line reaches `logagg tail` "
+                           "from PM2's bus, which PM2 writes to before the file"
+                           + (f" ({int(early.group(1)):,} of {r['n']:,} lines; the file watcher had read the others first)"
+                              if early else "")
+                           + ", then the live ring, the SSE response on the same tokio worker, and the client process: "
+                           "one process more than pm2 logs."
+                           + (f" Line by line, logagg tail was first on {pair['first_share']:.0%} of the lines; its delay "
+                              f"minus pm2 logs' was p50 {pair['p50_ms']:+.3f} ms, p90 {pair['p90_ms']:+.3f} ms, "
+                              f"p99 {pair['p99_ms']:+.3f} ms." if pair else "")
                            + (f" Straight from a file write, logagg tail's p99 is {ms(direct['logagg tail']['p99_ms'])} ms "
                               f"against tail -F's {ms(direct['tail -F']['p99_ms'])} ms." if direct else "")
                            + (f" `tail -F`, the floor (one read of the file), has a p99 of {ms(tf['p99_ms'])} ms behind PM2 in the "
-                              "same run against 0.22 ms on the issue author's machine: here the p99s of all three are dominated by "
-                              "scheduling delays on the 2 shared vCPUs (the followers, PM2, the writer and the Python reader that "
-                              "stamps arrivals), and each extra hop of logagg's can meet such a delay once more."
-                              if tf["p99_ms"] > 1 else "")))
+                              "same run against 0.22 ms on the issue author's machine: the slowest lines are mostly slow for "
+                              "every follower (PM2, the app or the Python reader that stamps arrivals was not running), so "
+                              "the p99s are dominated by scheduling delays on the 2 shared vCPUs, and each process on the "
+                              "way can meet such a delay once more." if tf["p99_ms"] > 1 else "")))
         detail.append(("Tail latency", "tail", f"`{AREAS['tail'][1]}`: a PM2 app writes {r['n']:,} lines, one every "
                        f"{r['interval_ms']} ms, each stamped with its write time; `tail -F`, `pm2 logs --raw` and "
                        "`logagg tail --raw` follow it at once and each line is stamped on arrival"
