@@ -223,9 +223,24 @@ pub struct Reconcile {
     file: VecDeque<u64>,
     /// The start of a bus line whose newline has not come yet.
     pub partial: String,
+    /// The process and stream whose lines the bus announced for this file.
+    writer: Option<(u32, Stream)>,
+    /// Lines of more than one process or stream were announced for it (fork-mode
+    /// instances with `merge_logs`): PM2 writes each through its own stream, so their
+    /// order in the file is not the bus's, and no line of it is shown early.
+    shared: bool,
 }
 
 impl Reconcile {
+    /// Notes who the next bus lines come from (see `shared`).
+    pub fn written_by(&mut self, pm_id: u32, stream: Stream) {
+        match self.writer {
+            None => self.writer = Some((pm_id, stream)),
+            Some(w) if w != (pm_id, stream) => self.shared = true,
+            Some(_) => {}
+        }
+    }
+
     /// Where the next announced line will start, given the end of what the tailer read.
     pub fn next_offset(&self, read_end: u64) -> u64 {
         read_end + self.pending_bytes
@@ -262,7 +277,7 @@ impl Reconcile {
             self.file.clear();
             self.in_step = false;
         }
-        let shown = show.filter(|_| self.in_step);
+        let shown = show.filter(|_| self.in_step && !self.shared);
         if self.bus.len() >= MAX_QUEUED {
             // Announced lines that never came: this file is not where they go.
             self.bus.clear();
@@ -403,6 +418,21 @@ mod tests {
         let mut r = in_step();
         assert!(r.on_bus(2, 5, 10, F, t(2)));
         assert_eq!(r.on_file(2, 10, F + 1), Read::Reshow);
+    }
+
+    #[test]
+    fn a_file_two_processes_write_gets_no_early_lines() {
+        let mut r = Reconcile::default();
+        r.written_by(0, Stream::Out);
+        r.written_by(0, Stream::Out);
+        assert!(!r.on_bus(1, 10, 0, F, t(1)));
+        assert_eq!(r.on_file(1, 0, F), Read::Show);
+        assert!(r.on_bus(2, 5, 10, F, t(2)), "one writer: shown early");
+        assert_eq!(r.on_file(2, 10, F), Read::Shown(t(2).unwrap()));
+        r.written_by(1, Stream::Out);
+        assert!(!r.on_bus(3, 5, 15, F, t(3)));
+        assert_eq!(r.on_file(3, 15, F), Read::Show);
+        assert!(!r.on_bus(4, 5, 20, F, t(4)), "still shared");
     }
 
     #[test]

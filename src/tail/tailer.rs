@@ -815,6 +815,7 @@ impl Tailer {
             return;
         };
         let rec = self.reconciles.entry(key).or_default();
+        rec.written_by(chunk.pm_id, chunk.stream);
         let mut text = std::mem::take(&mut rec.partial);
         text.push_str(&chunk.data);
         let mut rest = text.as_str();
