@@ -438,6 +438,33 @@ impl Drop for Follow {
     }
 }
 
+/// Polls `check` every 20 ms until it holds or `timeout` passes; whether it held.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One unlabelled counter or gauge from the daemon's `/metrics`.
+pub fn metric(d: &Daemon, name: &str) -> u64 {
+    let text = ureq::get(format!("http://{}/metrics", d.addr))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+}
+
 /// One message of PM2's bus as it travels on `pub.sock` (amp v1, two arguments: the
 /// topic as a string, the payload as JSON), written out by hand rather than with
 /// logagg's own encoder, so the daemon's decoder is checked against an independent copy.

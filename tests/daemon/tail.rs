@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
 
-use crate::harness::{append, Daemon, Follow, Project, BIN};
+use crate::harness::{append, bus_frame, metric, Daemon, Follow, Project, BIN};
 
 /// Lines to wait for in a follow; generous, since CI machines stall.
 const WAIT: Duration = Duration::from_secs(20);
@@ -330,4 +330,94 @@ fn a_daemon_restart_under_a_follow_neither_repeats_nor_skips() {
         f.lines.recv_timeout(Duration::from_millis(1500)).is_err(),
         "a line came twice"
     );
+}
+
+/// PM2 sends an app's line on its bus before it writes it to the file. With a bus of the
+/// test's own, in a fixed order: once the file and the bus agree, a line announced on the
+/// bus is shown before the file has it, and its file copy is indexed under the same time
+/// and place without being shown again; a line in the file that the bus never announced
+/// is shown from the file, and the next bus line waits for its file copy.
+#[test]
+fn a_line_from_pm2s_bus_is_shown_before_its_file_has_it_and_only_once() {
+    use std::io::Write;
+    let p = Project::new("");
+    let file = p.log("duck-out.log");
+    append(&file, "a 0\n");
+    let home = p.path().join("pm2");
+    std::fs::create_dir_all(&home).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(home.join("pub.sock")).unwrap();
+    let d = p.start_with_env(&[("LOGAGG_PM2_HOME", home.to_str().unwrap())]);
+    let (mut bus, _) = listener.accept().unwrap();
+    d.wait_total(&[("service", "duck")], 1, 30);
+    let f = Follow::start(&p, &d.addr, &["-n", "0", "--json", "--service", "duck"]);
+    let connected = crate::harness::wait_until(WAIT, || metric(&d, "logagg_followers") == 1);
+    assert!(connected, "the follower never connected");
+    let mut say = |line: &str| {
+        let payload = serde_json::json!({
+            "process": {"name": "duck", "pm_id": 0, "namespace": "default"},
+            "at": 1_795_314_995_219i64,
+            "data": format!("{line}\n"),
+        });
+        bus.write_all(&bus_frame("log:out", &payload)).unwrap();
+    };
+    let next = |f: &Follow| -> serde_json::Value { serde_json::from_str(&f.take(1)[0]).unwrap() };
+    let quiet = |f: &Follow| {
+        f.lines
+            .recv_timeout(Duration::from_millis(500))
+            .err()
+            .is_some()
+    };
+
+    // Not yet in step: the first announced line waits for its file copy.
+    say("a 1");
+    assert!(
+        quiet(&f),
+        "shown before the file and the bus were seen to agree"
+    );
+    append(&file, "a 1\n");
+    assert_eq!(next(&f)["message"], "a 1");
+
+    // In step: shown from the bus alone, then its file copy is not shown again.
+    let mut shown = Vec::new();
+    for line in ["a 2", "a 3"] {
+        say(line);
+        let hit = next(&f);
+        assert_eq!(hit["message"], line);
+        assert!(!std::fs::read_to_string(&file).unwrap().contains(line));
+        append(&file, format!("{line}\n"));
+        shown.push(hit);
+    }
+    assert!(quiet(&f), "a line shown twice");
+
+    // A line the bus never announced: shown from the file; the next bus line waits.
+    append(&file, "from elsewhere\n");
+    assert_eq!(next(&f)["message"], "from elsewhere");
+    say("a 4");
+    assert!(quiet(&f), "shown early while out of step");
+    append(&file, "a 4\n");
+    assert_eq!(next(&f)["message"], "a 4");
+    assert!(quiet(&f), "a line shown twice");
+
+    let body = d.wait_total(&[("service", "duck"), ("order", "asc")], 6, 30);
+    let messages: Vec<&str> = body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        ["a 0", "a 1", "a 2", "a 3", "from elsewhere", "a 4"]
+    );
+    for seen in &shown {
+        let stored = body["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["message"] == seen["message"])
+            .unwrap();
+        assert_eq!(seen, stored, "shown early vs indexed");
+    }
+    assert_eq!(metric(&d, "logagg_early_lines_total"), 2);
+    assert_eq!(metric(&d, "logagg_early_lines_reshown_total"), 0);
 }

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::bus::{start_crashing_app, start_logagg};
-use crate::daemon_harness::{Follow, Project};
+use crate::daemon_harness::{metric, Follow, Project};
 use crate::harness::Pm2;
 
 #[test]
@@ -49,19 +49,6 @@ fn a_follow_shows_an_apps_lines_and_its_crash_marker() {
         "{lines:#?}"
     );
     pm2.pm2_ok(&["delete", "crasher"]);
-}
-
-/// One counter from `/metrics`.
-fn metric(d: &crate::daemon_harness::Daemon, name: &str) -> u64 {
-    let text = ureq::get(format!("http://{}/metrics", d.addr))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
 }
 
 /// PM2 sends a line on its bus before it writes it to the file: a follower is shown it
@@ -125,9 +112,12 @@ fn lines_from_the_bus_are_shown_once_under_the_key_the_index_gives_them() {
             assert_eq!(seen[field], stored[field], "{field}: {seen} vs {stored}");
         }
     }
+    // How many came from the bus depends on the machine's moment (the file watcher may
+    // read a line before its bus message is handled: then the file's copy is shown);
+    // tests/daemon/tail.rs shows the order deterministically with a bus of its own.
     let early = metric(&d, "logagg_early_lines_total");
     assert!(
-        early >= (N / 2) as u64 && early < N as u64,
+        early >= 1 && early < N as u64,
         "{early} of {N} lines shown from the bus"
     );
     assert_eq!(metric(&d, "logagg_early_lines_reshown_total"), 0);
