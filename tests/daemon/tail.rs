@@ -336,7 +336,8 @@ fn a_daemon_restart_under_a_follow_neither_repeats_nor_skips() {
 /// test's own, in a fixed order: once the file and the bus agree, a line announced on the
 /// bus is shown before the file has it, and its file copy is indexed under the same time
 /// and place without being shown again; a line in the file that the bus never announced
-/// is shown from the file, and the next bus line waits for its file copy.
+/// is shown from the file, and the next bus line waits for its file copy. A line's own
+/// timestamp prefix and CRLF ending come out as they do from the file.
 #[test]
 fn a_line_from_pm2s_bus_is_shown_before_its_file_has_it_and_only_once() {
     use std::io::Write;
@@ -346,7 +347,7 @@ fn a_line_from_pm2s_bus_is_shown_before_its_file_has_it_and_only_once() {
     let home = p.path().join("pm2");
     std::fs::create_dir_all(&home).unwrap();
     let listener = std::os::unix::net::UnixListener::bind(home.join("pub.sock")).unwrap();
-    let d = p.start_with_env(&[("LOGAGG_PM2_HOME", home.to_str().unwrap())]);
+    let d = p.start_with_env(&[("LOGAGG_PM2_HOME", home.to_str().unwrap()), ("TZ", "UTC")]);
     let (mut bus, _) = listener.accept().unwrap();
     d.wait_total(&[("service", "duck")], 1, 30);
     let f = Follow::start(&p, &d.addr, &["-n", "0", "--json", "--service", "duck"]);
@@ -398,7 +399,18 @@ fn a_line_from_pm2s_bus_is_shown_before_its_file_has_it_and_only_once() {
     assert_eq!(next(&f)["message"], "a 4");
     assert!(quiet(&f), "a line shown twice");
 
-    let body = d.wait_total(&[("service", "duck"), ("order", "asc")], 6, 30);
+    // PM2's `time: true` prefix and a CRLF ending: shown early with the prefix's time,
+    // without the prefix and the CR, as its file copy is read.
+    say("2026-11-22T10:00:00: a 5\r");
+    let hit = next(&f);
+    assert_eq!(hit["message"], "a 5");
+    assert_eq!(hit["ts"], "2026-11-22T10:00:00.000000Z");
+    assert_eq!(hit["ts_source"], "line");
+    append(&file, "2026-11-22T10:00:00: a 5\r\n");
+    shown.push(hit);
+    assert!(quiet(&f), "a line shown twice");
+
+    let body = d.wait_total(&[("service", "duck"), ("order", "asc")], 7, 30);
     let messages: Vec<&str> = body["hits"]
         .as_array()
         .unwrap()
@@ -407,7 +419,7 @@ fn a_line_from_pm2s_bus_is_shown_before_its_file_has_it_and_only_once() {
         .collect();
     assert_eq!(
         messages,
-        ["a 0", "a 1", "a 2", "a 3", "from elsewhere", "a 4"]
+        ["a 5", "a 0", "a 1", "a 2", "a 3", "from elsewhere", "a 4"]
     );
     for seen in &shown {
         let stored = body["hits"]
@@ -418,6 +430,6 @@ fn a_line_from_pm2s_bus_is_shown_before_its_file_has_it_and_only_once() {
             .unwrap();
         assert_eq!(seen, stored, "shown early vs indexed");
     }
-    assert_eq!(metric(&d, "logagg_early_lines_total"), 2);
+    assert_eq!(metric(&d, "logagg_early_lines_total"), 3);
     assert_eq!(metric(&d, "logagg_early_lines_reshown_total"), 0);
 }
