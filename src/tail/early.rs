@@ -70,7 +70,7 @@ struct Shared {
     /// Takes the waiting notes under the tailer's lock, if that lock is free now.
     take: OnceLock<Box<dyn Fn() -> bool + Send + Sync>>,
     /// Wakes the tailer's loop when the lock was busy.
-    wake: OnceLock<Mutex<Sender<super::TailMsg>>>,
+    wake: OnceLock<Sender<super::TailMsg>>,
     metrics: Metrics,
 }
 
@@ -111,9 +111,7 @@ impl EarlyLines {
             return;
         }
         if let Some(wake) = self.shared.wake.get() {
-            if let Ok(tx) = wake.lock() {
-                let _ = tx.send(super::TailMsg::Early);
-            }
+            let _ = wake.send(super::TailMsg::Early);
         }
     }
 
@@ -128,27 +126,16 @@ impl EarlyLines {
         }
     }
 
-    /// Called once by the tailer: `take` tries its lock and takes the waiting notes.
-    fn attach(&self, take: Box<dyn Fn() -> bool + Send + Sync>, wake: Sender<super::TailMsg>) {
-        let _ = self.shared.take.set(take);
-        let _ = self.shared.wake.set(Mutex::new(wake));
-    }
-
-    pub(super) fn metrics(&self) -> &Metrics {
-        &self.shared.metrics
-    }
-}
-
-/// Connects the bus side to the tailer's shared state `target`, held weakly (the bus
-/// thread must not keep the tailer alive): `take` runs under its lock.
-pub(super) fn attach_weak<T: Send + 'static>(
-    early: &EarlyLines,
-    target: Weak<Mutex<T>>,
-    take: fn(&mut T),
-    wake: Sender<super::TailMsg>,
-) {
-    early.attach(
-        Box::new(move || {
+    /// Called once by the tailer with its shared state `target`, held weakly (the bus
+    /// task must not keep the tailer alive): `take` runs under its lock, and `wake`
+    /// reaches its loop.
+    pub(super) fn attach<T: Send + 'static>(
+        &self,
+        target: Weak<Mutex<T>>,
+        take: fn(&mut T),
+        wake: Sender<super::TailMsg>,
+    ) {
+        let _ = self.shared.take.set(Box::new(move || {
             let Some(t) = target.upgrade() else {
                 return false;
             };
@@ -157,9 +144,13 @@ pub(super) fn attach_weak<T: Send + 'static>(
             };
             take(&mut t);
             true
-        }),
-        wake,
-    );
+        }));
+        let _ = self.shared.wake.set(wake);
+    }
+
+    pub(super) fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
 }
 
 /// What identifies a line's records apart from its read time and place: equal for the

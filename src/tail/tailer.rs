@@ -230,12 +230,7 @@ impl Tailer {
         let early = self.links.early.clone();
         let shared = Arc::new(Mutex::new(self));
         if let Some(early) = &early {
-            early::attach_weak(
-                early,
-                Arc::downgrade(&shared),
-                Tailer::take_early,
-                tx.clone(),
-            );
+            early.attach(Arc::downgrade(&shared), Tailer::take_early, tx.clone());
         }
         let on_watcher = shared.clone();
         let mut watcher = match notify::recommended_watcher(move |ev: notify::Result<_>| {
@@ -848,7 +843,12 @@ impl Tailer {
     /// file named for the app, the stream and (when it has one) the instance. The
     /// combined `<name>.log` gets every stream and is not it.
     fn file_of(&self, chunk: &BusChunk) -> Option<FileKey> {
-        let combined = format!("{}.log", chunk.service);
+        let combined = |r: &FileReader| {
+            r.path
+                .file_name()
+                .and_then(|n| n.to_str()?.strip_suffix(".log"))
+                .is_some_and(|stem| stem == chunk.service)
+        };
         let mut found = None;
         for r in self.files.values() {
             let origin = r.origin();
@@ -856,7 +856,7 @@ impl Tailer {
                 && origin.service == chunk.service
                 && origin.stream == chunk.stream
                 && origin.instance.is_none_or(|i| i == chunk.pm_id)
-                && r.path.file_name().is_some_and(|n| *n != *combined);
+                && !combined(r);
             if fits {
                 if found.is_some() {
                     return None;
