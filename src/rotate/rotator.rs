@@ -425,14 +425,17 @@ impl Rotator {
         }));
         let reopened = RpcClient::connect(&self.config.pm2.home, RPC_TIMEOUT)
             .and_then(|mut rpc| rpc.reload_logs());
+        let released = TailMsg::Command(TailCommand::Released { key: state.key });
         if let Err(e) = reopened {
             // PM2 still writes into the renamed file: put it back where it was, unless
             // something new already took its place. The tailer's rescan finds it there.
             if !state.path.exists() {
                 let _ = fs::rename(&dest, &state.path);
             }
+            let _ = self.tail.send(released);
             return Err(format!("PM2 did not reopen its log files: {e}"));
         }
+        let _ = self.tail.send(released);
         self.pending.push(Pending {
             key: Some(state.key),
             path: dest.clone(),

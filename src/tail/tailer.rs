@@ -68,7 +68,11 @@ pub enum TailMsg {
 pub enum TailCommand {
     /// The rotator renamed a followed file to `to`: keep reading it there until it is
     /// quiet, and record the new path in its checkpoint so a restart finds it.
+    /// It is not finished before [`TailCommand::Released`]: its writer may still append.
     Moved { key: FileKey, to: PathBuf },
+    /// The writer of a file renamed by [`TailCommand::Moved`] has let go of it (PM2
+    /// answered `reloadLogs`, or the rotation was given up): `linger` counts from now.
+    Released { key: FileKey },
     /// Cut the first `len` bytes of the file in place (see [`FileReader::collapse`]).
     Collapse {
         key: FileKey,
@@ -169,6 +173,10 @@ pub struct Tailer {
     /// Records of the batch (indexes, ascending) shown early from the bus: `show`
     /// passes over them.
     shown_early: Vec<usize>,
+    /// Files renamed away by the rotator whose writer has not reopened its files yet.
+    /// Not finished however quiet they are: PM2 starved of CPU writes nothing for a
+    /// while, then its queued write still lands in the renamed file.
+    held_by_writer: HashSet<FileKey>,
 }
 
 impl Tailer {
@@ -210,6 +218,7 @@ impl Tailer {
             refused: HashMap::new(),
             reconciles: HashMap::new(),
             shown_early: Vec::new(),
+            held_by_writer: HashSet::new(),
         }
     }
 
@@ -408,8 +417,15 @@ impl Tailer {
                     reader.moved_to(&to);
                     reader.gone_since = Some(Instant::now());
                     reader.last_growth = Instant::now();
+                    self.held_by_writer.insert(key);
                     self.touched.insert(key);
                     self.publish(key);
+                }
+            }
+            TailCommand::Released { key } => {
+                self.held_by_writer.remove(&key);
+                if let Some(reader) = self.files.get_mut(&key) {
+                    reader.last_growth = Instant::now();
                 }
             }
             TailCommand::Collapse { key, len, reply } => {
@@ -708,7 +724,11 @@ impl Tailer {
         let done: Vec<FileKey> = self
             .files
             .values()
-            .filter(|f| f.gone_since.is_some() && f.last_growth.elapsed() >= linger)
+            .filter(|f| {
+                f.gone_since.is_some()
+                    && f.last_growth.elapsed() >= linger
+                    && !self.held_by_writer.contains(&f.key)
+            })
             .map(|f| f.key)
             .collect();
         for key in done {

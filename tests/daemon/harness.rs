@@ -362,16 +362,37 @@ pub fn all_messages(d: &Daemon) -> Vec<String> {
     }
 }
 
-/// Asserts that the index holds each of `line(0..n)` once and nothing else.
+/// Asserts that the index holds each of `line(0..n)` once and nothing else. When it
+/// does not, the message names the missing lines (the first 20) and the daemon's log, so
+/// a loss can be placed against the rotations around it.
 pub fn assert_indexed_once(d: &Daemon, n: u64, line: impl Fn(u64) -> String) {
-    d.wait_total(&[("limit", "1")], n, 120);
-    let got = all_messages(d);
-    assert_eq!(got.len() as u64, n);
-    let set: HashSet<&String> = got.iter().collect();
-    assert_eq!(set.len() as u64, n, "some line is indexed twice");
-    for i in 0..n {
-        assert!(set.contains(&line(i)), "line {i} is not in the index");
+    let want: Vec<String> = (0..n).map(line).collect();
+    assert_index_holds(d, &want);
+}
+
+/// Asserts that the index holds each of `want` once and nothing else (in any order).
+pub fn assert_index_holds(d: &Daemon, want: &[String]) {
+    let n = want.len() as u64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while d.search(&[("limit", "1")])["total"].as_u64().unwrap() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
     }
+    let got = all_messages(d);
+    let set: HashSet<&String> = got.iter().collect();
+    let missing: Vec<&String> = want.iter().filter(|l| !set.contains(l)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {n} lines are not in the index; the first: {:?}\ndaemon log:\n{}",
+        missing.len(),
+        &missing[..missing.len().min(20)],
+        d.stderr()
+    );
+    assert_eq!(set.len(), got.len(), "some line is indexed twice");
+    assert_eq!(
+        got.len() as u64,
+        n,
+        "the index holds lines that were not written"
+    );
 }
 
 /// The `/api/status` entry of one live file.

@@ -541,3 +541,77 @@ fn a_start_after_a_crash_during_compression_finishes_the_job() {
         b"already\ncompressed\n".to_vec()
     );
 }
+
+/// A PM2 starved of CPU answers `reloadLogs` late, and its queued write may still land
+/// in the renamed file before it reopens: the file is followed until PM2's answer,
+/// however quiet it is meanwhile (here three times `linger`). A fake `rpc.sock` plays
+/// PM2: it appends the late line to the renamed file 1.5 s after the request, then
+/// answers.
+#[test]
+fn a_line_pm2_writes_into_the_renamed_file_before_it_answers_reload_is_kept() {
+    use std::io::Read;
+    use std::os::unix::net::UnixListener;
+
+    let p = Project::new(
+        "[rotation]\nmax_size = \"1KiB\"\nmax_age = \"\"\nretain = 0\nmethod = \"reload\"",
+    );
+    let home = p.path().join("pm2-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let listener = UnixListener::bind(home.join("rpc.sock")).unwrap();
+    let archive_dir = p.path().join("logs/pm2/archive");
+    let server_dir = archive_dir.clone();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        // One request: 0x12, then two length-prefixed arguments.
+        let mut args = Vec::new();
+        let mut head = [0u8; 1];
+        conn.read_exact(&mut head).unwrap();
+        assert_eq!(head[0], 0x12);
+        for _ in 0..2 {
+            let mut len = [0u8; 4];
+            conn.read_exact(&mut len).unwrap();
+            let mut arg = vec![0u8; u32::from_be_bytes(len) as usize];
+            conn.read_exact(&mut arg).unwrap();
+            args.push(String::from_utf8(arg).unwrap());
+        }
+        assert!(args[0].contains("\"reloadLogs\""), "{args:?}");
+        std::thread::sleep(Duration::from_millis(1500));
+        let renamed = archives(&server_dir, "app-out");
+        assert_eq!(renamed.len(), 1, "{renamed:?}");
+        append(&renamed[0], "late line from the old stream\n");
+        std::thread::sleep(Duration::from_millis(100));
+        let mut reply = vec![0x12];
+        for arg in ["j:{\"args\":[{}]}", args[1].as_str()] {
+            reply.extend_from_slice(&(arg.len() as u32).to_be_bytes());
+            reply.extend_from_slice(arg.as_bytes());
+        }
+        conn.write_all(&reply).unwrap();
+        renamed[0].clone()
+    });
+    let d = p.start_with_env(&[
+        ("LOGAGG_PM2_HOME", home.to_str().unwrap()),
+        ("LOGAGG_PM2_BUS", "false"),
+    ]);
+    let live = p.log("app-out.log");
+    let lines: String = (0..60)
+        .map(|i| format!("before rotation {i:03}\n"))
+        .collect();
+    append(&live, &lines);
+    let renamed = server.join().unwrap();
+    d.wait_total(&[("limit", "1")], 61, 10);
+    let body = d.search(&[("q", "\"late line\"")]);
+    assert_eq!(body["total"], 1, "{body:#}");
+    assert_eq!(body["hits"][0]["message"], "late line from the old stream");
+    // The archive is compressed once the file is finished: with the late line in it.
+    let gz = archive_dir.join(format!(
+        "{}.gz",
+        renamed.file_name().unwrap().to_string_lossy()
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gz.exists() {
+        assert!(Instant::now() < deadline, "{} never came", gz.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = String::from_utf8(archive_bytes(&gz)).unwrap();
+    assert_eq!(text, format!("{lines}late line from the old stream\n"));
+}

@@ -6,13 +6,15 @@
 use std::time::Duration;
 
 use crate::daemon_harness::{
-    all_messages, archives, archives_then_live, assert_exact_sequence, assert_indexed_once,
-    file_status, Daemon, Project,
+    all_messages, archive_bytes, archives, archives_then_live, assert_exact_sequence,
+    assert_index_holds, file_status, Daemon, Project,
 };
 use crate::harness::{wait_until, AppSpec, Pm2};
 
 /// Lines per process.
 const N: u64 = 60_000;
+/// Lines per write of [`SEQ_APP`].
+const WRITE: u64 = 60;
 /// Lines per cluster instance: 20 s of writing. Collapse archives only what the index
 /// has committed, so a file is rotated at most once per commit however fast it grows,
 /// and the count depends on how long the app writes: with 10 s, 27 to 39 rotations in
@@ -91,7 +93,6 @@ fn run_fork(kills: usize, method: &str) {
         d = start_daemon(&p, &pm2);
     }
     wait_app_stopped(&pm2, "seq");
-    assert_indexed_once(&d, N, fork_line);
     let archive_dir = p.path().join("logs/pm2/archive");
     // The last archive is compressed once its file is quiet and committed.
     wait_until(Duration::from_secs(20), || {
@@ -112,11 +113,17 @@ fn run_fork(kills: usize, method: &str) {
             "{a:?} not compressed"
         );
     }
-    assert_exact_sequence(
-        &archives_then_live(&archive_dir, "seq-out", &live),
-        N,
-        fork_line,
-    );
+    // The files first: a line missing there was lost by the rotation, not the index.
+    let mut files: Vec<Vec<u8>> = rotated.iter().map(|a| archive_bytes(a)).collect();
+    files.push(std::fs::read(&live).unwrap_or_default());
+    let kept = if method == "reload" {
+        lines_but_writes_dropped_at_reopen(&files)
+    } else {
+        assert_exact_sequence(&files.concat(), N, fork_line);
+        (0..N).map(fork_line).collect()
+    };
+    // The index holds exactly what the files hold.
+    assert_index_holds(&d, &kept);
     let (_, status) = d.get("/api/status", &[]);
     let file = file_status(&status, &live);
     let expected = if method == "auto" { "collapse" } else { method };
@@ -199,6 +206,52 @@ fn every_instance_of_a_cluster_app_is_rotated() {
         got.len()
     );
     pm2.kill();
+}
+
+/// The lines of `files` (the archives in order, then the live file), checked to be
+/// `fork_line(0..N)` in order, each once, except whole writes of the app missing where
+/// one file ends and the next begins. Those are PM2's: its `reloadLogs` destroys the
+/// old write stream with the write it still queues (ForkMode.js `_reloadLogs`), which
+/// happens when its disk write lags 10 ms behind the app, as on a loaded CI machine.
+/// Returns the lines the files hold.
+fn lines_but_writes_dropped_at_reopen(files: &[Vec<u8>]) -> Vec<String> {
+    let mut kept = Vec::new();
+    let mut dropped = Vec::new();
+    for (f, bytes) in files.iter().enumerate() {
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        for (l, got) in text.lines().enumerate() {
+            let next = kept.len() as u64 + dropped.len() as u64;
+            if got != fork_line(next) {
+                let seq: u64 = got
+                    .strip_prefix("seq=")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("file {f} line {l}: {got:?} is not a line written"));
+                let whole = seq > next && next % WRITE == 0 && seq % WRITE == 0;
+                assert!(
+                    whole && l == 0,
+                    "file {f} line {l}: {got:?} where {:?} was due (a gap that is not whole \
+                     writes where a file begins, a duplicate or damage)",
+                    fork_line(next)
+                );
+                dropped.extend(next..seq);
+            }
+            kept.push(got.to_string());
+        }
+    }
+    assert_eq!(
+        kept.len() as u64 + dropped.len() as u64,
+        N,
+        "the files end at {:?}",
+        kept.last()
+    );
+    if !dropped.is_empty() {
+        eprintln!(
+            "PM2 dropped {} lines at reloadLogs (its queued writes): {:?}..",
+            dropped.len(),
+            fork_line(dropped[0])
+        );
+    }
+    kept
 }
 
 /// The end of a daemon's log, for failure messages.
