@@ -37,6 +37,7 @@ struct Inner {
     bus_reconnects: AtomicU64,
     early_lines: AtomicU64,
     early_reshown: AtomicU64,
+    reload_put_back: AtomicU64,
     commit: Histogram,
     search: Histogram,
 }
@@ -130,6 +131,13 @@ impl Metrics {
         self.inner.early_reshown.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Bytes PM2 dropped at `reloadLogs` and logagg wrote back from its bus.
+    pub fn reload_put_back(&self, bytes: u64) {
+        self.inner
+            .reload_put_back
+            .fetch_add(bytes, Ordering::Relaxed);
+    }
+
     pub fn observe_commit(&self, d: Duration) {
         self.inner.commit.observe(d);
     }
@@ -191,6 +199,11 @@ impl Metrics {
                 "logagg_early_lines_reshown_total",
                 "Lines shown early whose file copy came at another place, so followers saw them twice.",
                 &self.inner.early_reshown,
+            ),
+            (
+                "logagg_reload_put_back_bytes_total",
+                "Bytes PM2 dropped at reloadLogs (writes it still queued for the renamed file) that logagg wrote back from PM2's bus.",
+                &self.inner.reload_put_back,
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");
@@ -262,6 +275,7 @@ mod tests {
         m.early_shown(2);
         m.early_shown(3);
         m.early_reshown();
+        m.reload_put_back(31);
         m.observe_commit(Duration::from_millis(20));
         m.observe_commit(Duration::from_millis(300));
         m.observe_search(Duration::from_secs(11));
@@ -292,6 +306,9 @@ logagg_early_lines_total 5
 # HELP logagg_early_lines_reshown_total Lines shown early whose file copy came at another place, so followers saw them twice.
 # TYPE logagg_early_lines_reshown_total counter
 logagg_early_lines_reshown_total 1
+# HELP logagg_reload_put_back_bytes_total Bytes PM2 dropped at reloadLogs (writes it still queued for the renamed file) that logagg wrote back from PM2's bus.
+# TYPE logagg_reload_put_back_bytes_total counter
+logagg_reload_put_back_bytes_total 31
 # HELP logagg_index_commit_seconds Time taken by index commits.
 # TYPE logagg_index_commit_seconds histogram
 logagg_index_commit_seconds_bucket{le="0.001"} 0

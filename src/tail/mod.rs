@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod early;
 pub mod identity;
 pub mod reader;
+pub mod rescue;
 pub mod splitter;
 pub mod tailer;
 

@@ -183,6 +183,39 @@ impl FileReader {
         Ok(f)
     }
 
+    /// Up to `n` bytes of the file from `at` (fewer at its end).
+    fn bytes_at(&self, at: u64, n: u64) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0; n as usize];
+        let mut got = 0;
+        while got < buf.len() {
+            match self.file.read_at(&mut buf[got..], at + got as u64)? {
+                0 => break,
+                k => got += k,
+            }
+        }
+        buf.truncate(got);
+        Ok(buf)
+    }
+
+    /// The file's first `n` bytes (fewer when it is shorter).
+    pub fn head(&self, n: u64) -> io::Result<Vec<u8>> {
+        self.bytes_at(0, n)
+    }
+
+    /// The file's last `n` bytes (fewer when it is shorter).
+    pub fn tail(&self, n: u64) -> io::Result<Vec<u8>> {
+        let len = self.size()?;
+        self.bytes_at(len.saturating_sub(n), n.min(len))
+    }
+
+    /// Appends `bytes` to the file, checked to still be this file.
+    pub fn append(&self, bytes: &[u8]) -> io::Result<()> {
+        use std::io::{Seek, Write};
+        let mut f = self.writable()?;
+        f.seek(io::SeekFrom::End(0))?;
+        f.write_all(bytes)
+    }
+
     /// The file was found under another path that the globs match.
     pub fn moved_to(&mut self, path: &Path) {
         self.path = path.to_path_buf();

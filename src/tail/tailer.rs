@@ -19,6 +19,7 @@ use super::checkpoint::Checkpoint;
 use super::early::{self, BusChunk, BusNote, EarlyLines, Read, Reconcile};
 use super::identity::FileKey;
 use super::reader::FileReader;
+use super::rescue::{self, Rescues, Verdict};
 use crate::index::search::SortKey;
 use crate::live::RecordSink;
 use crate::record::{Record, TsSource};
@@ -177,6 +178,9 @@ pub struct Tailer {
     /// Not finished however quiet they are: PM2 starved of CPU writes nothing for a
     /// while, then its queued write still lands in the renamed file.
     held_by_writer: HashSet<FileKey>,
+    /// PM2's recent bus messages and the files renamed for a reload, to put back the
+    /// writes PM2 drops when it reopens (see [`rescue`]). Fed only while the bus is on.
+    rescues: Rescues,
 }
 
 impl Tailer {
@@ -219,6 +223,7 @@ impl Tailer {
             reconciles: HashMap::new(),
             shown_early: Vec::new(),
             held_by_writer: HashSet::new(),
+            rescues: Rescues::default(),
         }
     }
 
@@ -412,18 +417,25 @@ impl Tailer {
         match c {
             TailCommand::Moved { key, to } => {
                 if let Some(reader) = self.files.get_mut(&key) {
+                    // The combined file holds every stream of the app: the bus's order of
+                    // one stream says nothing about its end.
+                    let combined = is_combined(reader);
                     info!(from = %reader.path.display(), to = %to.display(), "rotated away; reading it to its end");
                     self.by_path.remove(&reader.path);
                     reader.moved_to(&to);
                     reader.gone_since = Some(Instant::now());
                     reader.last_growth = Instant::now();
                     self.held_by_writer.insert(key);
+                    if self.links.early.is_some() && !combined {
+                        self.rescues.renamed(key, reader.origin().clone());
+                    }
                     self.touched.insert(key);
                     self.publish(key);
                 }
             }
             TailCommand::Released { key } => {
                 self.held_by_writer.remove(&key);
+                self.rescues.released(key);
                 if let Some(reader) = self.files.get_mut(&key) {
                     reader.last_growth = Instant::now();
                 }
@@ -625,7 +637,10 @@ impl Tailer {
                         info!(from = %reader.path.display(), to = %path.display(), "file moved");
                         reader.moved_to(path);
                     }
-                    reader.gone_since = None;
+                    if reader.gone_since.take().is_some() {
+                        // Back where it was (a reload given up): nothing to check.
+                        self.rescues.forget(*key);
+                    }
                 }
                 None => new_paths.push((path.clone(), *key)),
             }
@@ -728,11 +743,20 @@ impl Tailer {
                 f.gone_since.is_some()
                     && f.last_growth.elapsed() >= linger
                     && !self.held_by_writer.contains(&f.key)
+                    && !self.rescues.holds(f.key, f.origin())
             })
             .map(|f| f.key)
             .collect();
         for key in done {
             self.read_file(key);
+            if self.rescues.awaits(key) {
+                match self.put_back_dropped(key) {
+                    Verdict::Wait => continue,
+                    Verdict::PutBack(_) => self.read_file(key),
+                    Verdict::Finish => {}
+                }
+                self.rescues.forget(key);
+            }
             if let Some(mut reader) = self.files.remove(&key) {
                 reader.flush_partial(&mut self.batch.records);
                 info!(path = %reader.path.display(), "finished a renamed or deleted file");
@@ -743,6 +767,43 @@ impl Tailer {
                 self.publish(key);
             }
         }
+    }
+
+    /// For a file renamed for a reload: PM2's writes that reached neither it nor the
+    /// file PM2 opened next are appended to it from the bus (see [`rescue`]).
+    fn put_back_dropped(&mut self, key: FileKey) -> Verdict {
+        let (Some(reader), Some(origin)) = (self.files.get(&key), self.rescues.origin_of(key))
+        else {
+            return Verdict::Finish;
+        };
+        // The app's other files (not the combined `<name>.log`): the next one among them.
+        let heads: Vec<Vec<u8>> = self
+            .files
+            .values()
+            .filter(|f| f.key != key && f.origin() == origin && !is_combined(f))
+            .filter_map(|f| f.head(rescue::COMPARED_BYTES).ok())
+            .collect();
+        let Ok(tail) = reader.tail(rescue::COMPARED_BYTES) else {
+            return Verdict::Finish;
+        };
+        let verdict = self.rescues.check(key, &tail, &heads);
+        if let Verdict::PutBack(bytes) = &verdict {
+            match reader.append(bytes.as_bytes()) {
+                Ok(()) => {
+                    warn!(path = %reader.path.display(), bytes = bytes.len(),
+                        "PM2 dropped a write it still queued for this file when it reopened its files; written back from its bus");
+                    if let Some(early) = &self.links.early {
+                        early.metrics().reload_put_back(bytes.len() as u64);
+                    }
+                }
+                Err(e) => {
+                    warn!(path = %reader.path.display(), error = %e,
+                        "PM2 dropped a write it still queued for this file when it reopened its files; cannot write it back");
+                    return Verdict::Finish;
+                }
+            }
+        }
+        verdict
     }
 
     /// Shows followers the records read since the last call, at once; the index gets
@@ -810,8 +871,15 @@ impl Tailer {
         let mut show = Vec::new();
         for note in early.drain() {
             match note {
-                BusNote::Gap => self.reconciles.values_mut().for_each(Reconcile::gap),
-                BusNote::Chunk(chunk) => self.announce(chunk, &mut show),
+                BusNote::Gap => {
+                    self.reconciles.values_mut().for_each(Reconcile::gap);
+                    self.rescues.gap();
+                }
+                BusNote::Chunk(chunk) => {
+                    self.rescues
+                        .on_bus(&chunk.service, chunk.stream, chunk.pm_id, &chunk.data);
+                    self.announce(chunk, &mut show);
+                }
             }
         }
         if !show.is_empty() {
@@ -863,12 +931,6 @@ impl Tailer {
     /// file named for the app, the stream and (when it has one) the instance. The
     /// combined `<name>.log` gets every stream and is not it.
     fn file_of(&self, chunk: &BusChunk) -> Option<FileKey> {
-        let combined = |r: &FileReader| {
-            r.path
-                .file_name()
-                .and_then(|n| n.to_str()?.strip_suffix(".log"))
-                .is_some_and(|stem| stem == chunk.service)
-        };
         let mut found = None;
         for r in self.files.values() {
             let origin = r.origin();
@@ -876,7 +938,7 @@ impl Tailer {
                 && origin.service == chunk.service
                 && origin.stream == chunk.stream
                 && origin.instance.is_none_or(|i| i == chunk.pm_id)
-                && !combined(r);
+                && !is_combined(r);
             if fits {
                 if found.is_some() {
                     return None;
@@ -937,6 +999,14 @@ impl Tailer {
             self.read_file(key);
         }
     }
+}
+
+/// Whether `r` is an app's combined `<name>.log`, which PM2 writes every stream to.
+fn is_combined(r: &FileReader) -> bool {
+    r.path
+        .file_name()
+        .and_then(|n| n.to_str()?.strip_suffix(".log"))
+        .is_some_and(|stem| stem == r.origin().service)
 }
 
 /// What the watcher's callback did with an event.

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::harness::{
     append, archive_bytes, archives, archives_then_live, assert_exact_sequence,
-    assert_indexed_once, file_status, Daemon, Project,
+    assert_indexed_once, file_status, metric, Daemon, Project,
 };
 
 /// Retention runs after each archive is finished, on the compression thread: waits
@@ -542,6 +542,65 @@ fn a_start_after_a_crash_during_compression_finishes_the_job() {
     );
 }
 
+/// One amp frame of PM2's RPC (0x12, then two length-prefixed arguments), or None at
+/// the end of the connection.
+fn read_frame(conn: &mut impl std::io::Read) -> Option<Vec<String>> {
+    let mut head = [0u8; 1];
+    conn.read_exact(&mut head).ok()?;
+    assert_eq!(head[0], 0x12, "not an amp frame of two arguments");
+    let mut args = Vec::new();
+    for _ in 0..2 {
+        let mut len = [0u8; 4];
+        conn.read_exact(&mut len).ok()?;
+        let mut arg = vec![0u8; u32::from_be_bytes(len) as usize];
+        conn.read_exact(&mut arg).ok()?;
+        args.push(String::from_utf8(arg).unwrap());
+    }
+    Some(args)
+}
+
+/// A stand-in for PM2's `rpc.sock` in `home`: `reloadLogs` is answered after running
+/// `on_reload` (what PM2 does meanwhile), any other call with an empty list. The
+/// returned channel gets the result of each `on_reload`.
+fn fake_rpc<T: Send + 'static>(
+    home: &Path,
+    mut on_reload: impl FnMut() -> T + Send + 'static,
+) -> std::sync::mpsc::Receiver<T> {
+    let listener = std::os::unix::net::UnixListener::bind(home.join("rpc.sock")).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let mut conn = conn.unwrap();
+            while let Some(args) = read_frame(&mut conn) {
+                let answer = if args[0].contains("\"reloadLogs\"") {
+                    let _ = tx.send(on_reload());
+                    "j:{\"args\":[{}]}"
+                } else {
+                    "j:{\"args\":[[]]}"
+                };
+                let mut reply = vec![0x12];
+                for arg in [answer, args[1].as_str()] {
+                    reply.extend_from_slice(&(arg.len() as u32).to_be_bytes());
+                    reply.extend_from_slice(arg.as_bytes());
+                }
+                if conn.write_all(&reply).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (at most 10 s) for `path` to exist.
+fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{} never came", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A PM2 starved of CPU answers `reloadLogs` late, and its queued write may still land
 /// in the renamed file before it reopens: the file is followed until PM2's answer,
 /// however quiet it is meanwhile (here three times `linger`). A fake `rpc.sock` plays
@@ -549,43 +608,19 @@ fn a_start_after_a_crash_during_compression_finishes_the_job() {
 /// answers.
 #[test]
 fn a_line_pm2_writes_into_the_renamed_file_before_it_answers_reload_is_kept() {
-    use std::io::Read;
-    use std::os::unix::net::UnixListener;
-
     let p = Project::new(
         "[rotation]\nmax_size = \"1KiB\"\nmax_age = \"\"\nretain = 0\nmethod = \"reload\"",
     );
     let home = p.path().join("pm2-home");
     std::fs::create_dir_all(&home).unwrap();
-    let listener = UnixListener::bind(home.join("rpc.sock")).unwrap();
     let archive_dir = p.path().join("logs/pm2/archive");
-    let server_dir = archive_dir.clone();
-    let server = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        // One request: 0x12, then two length-prefixed arguments.
-        let mut args = Vec::new();
-        let mut head = [0u8; 1];
-        conn.read_exact(&mut head).unwrap();
-        assert_eq!(head[0], 0x12);
-        for _ in 0..2 {
-            let mut len = [0u8; 4];
-            conn.read_exact(&mut len).unwrap();
-            let mut arg = vec![0u8; u32::from_be_bytes(len) as usize];
-            conn.read_exact(&mut arg).unwrap();
-            args.push(String::from_utf8(arg).unwrap());
-        }
-        assert!(args[0].contains("\"reloadLogs\""), "{args:?}");
+    let dir = archive_dir.clone();
+    let reloads = fake_rpc(&home, move || {
         std::thread::sleep(Duration::from_millis(1500));
-        let renamed = archives(&server_dir, "app-out");
+        let renamed = archives(&dir, "app-out");
         assert_eq!(renamed.len(), 1, "{renamed:?}");
         append(&renamed[0], "late line from the old stream\n");
         std::thread::sleep(Duration::from_millis(100));
-        let mut reply = vec![0x12];
-        for arg in ["j:{\"args\":[{}]}", args[1].as_str()] {
-            reply.extend_from_slice(&(arg.len() as u32).to_be_bytes());
-            reply.extend_from_slice(arg.as_bytes());
-        }
-        conn.write_all(&reply).unwrap();
         renamed[0].clone()
     });
     let d = p.start_with_env(&[
@@ -597,7 +632,7 @@ fn a_line_pm2_writes_into_the_renamed_file_before_it_answers_reload_is_kept() {
         .map(|i| format!("before rotation {i:03}\n"))
         .collect();
     append(&live, &lines);
-    let renamed = server.join().unwrap();
+    let renamed = reloads.recv_timeout(Duration::from_secs(20)).unwrap();
     d.wait_total(&[("limit", "1")], 61, 10);
     let body = d.search(&[("q", "\"late line\"")]);
     assert_eq!(body["total"], 1, "{body:#}");
@@ -607,11 +642,95 @@ fn a_line_pm2_writes_into_the_renamed_file_before_it_answers_reload_is_kept() {
         "{}.gz",
         renamed.file_name().unwrap().to_string_lossy()
     ));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !gz.exists() {
-        assert!(Instant::now() < deadline, "{} never came", gz.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_file(&gz);
     let text = String::from_utf8(archive_bytes(&gz)).unwrap();
     assert_eq!(text, format!("{lines}late line from the old stream\n"));
+}
+
+/// PM2's `reloadLogs` destroys the old write stream with the write it still queues; PM2
+/// sent those bytes on its bus first. A fake PM2 (its own `pub.sock` and `rpc.sock`)
+/// announces every write on the bus, and at the reload writes one queued write to the
+/// renamed file, drops the next, and writes the one after to the new file: the dropped
+/// write is put back into the renamed file from the bus, indexed once, kept in the
+/// archive, and counted in `/metrics`.
+#[test]
+fn a_write_pm2_drops_at_reload_is_put_back_from_its_bus() {
+    use std::sync::{Arc, Mutex};
+    let p = Project::new(
+        "[rotation]\nmax_size = \"1KiB\"\nmax_age = \"\"\nretain = 0\nmethod = \"reload\"",
+    );
+    let home = p.path().join("pm2-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let bus_listener = std::os::unix::net::UnixListener::bind(home.join("pub.sock")).unwrap();
+    let archive_dir = p.path().join("logs/pm2/archive");
+    let live = p.log("app-out.log");
+    let bus: Arc<Mutex<Option<std::os::unix::net::UnixStream>>> = Arc::default();
+    // PM2's order: the bus message, then the write (or none, for the dropped one).
+    let say = {
+        let bus = bus.clone();
+        move |data: &str| {
+            let payload = serde_json::json!({
+                "process": {"name": "app", "pm_id": 0, "namespace": "default"},
+                "at": 1_795_314_995_219i64,
+                "data": data,
+            });
+            let frame = crate::harness::bus_frame("log:out", &payload);
+            bus.lock()
+                .unwrap()
+                .as_mut()
+                .unwrap()
+                .write_all(&frame)
+                .unwrap();
+        }
+    };
+    let queued = "queued write 1\nqueued write 2\n";
+    let dropped = "dropped write 1\ndropped write 2\n";
+    let after = "after the reload\n";
+    let (dir, new_file, pm2_say) = (archive_dir.clone(), live.clone(), say.clone());
+    let reloads = fake_rpc(&home, move || {
+        let renamed = archives(&dir, "app-out");
+        assert_eq!(renamed.len(), 1, "{renamed:?}");
+        pm2_say(queued);
+        append(&renamed[0], queued);
+        pm2_say(dropped);
+        // Answered, then the new file's first write.
+        let new_file = new_file.clone();
+        let pm2_say = pm2_say.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            pm2_say(after);
+            append(&new_file, after);
+        });
+        renamed[0].clone()
+    });
+    let d = p.start_with_env(&[("LOGAGG_PM2_HOME", home.to_str().unwrap())]);
+    *bus.lock().unwrap() = Some(bus_listener.accept().unwrap().0);
+    let lines: String = (0..60)
+        .map(|i| format!("before rotation {i:03}\n"))
+        .collect();
+    say(&lines);
+    append(&live, &lines);
+    let renamed = reloads.recv_timeout(Duration::from_secs(20)).unwrap();
+    d.wait_total(&[("service", "app")], 65, 20);
+    let body = d.search(&[("q", "dropped"), ("order", "asc")]);
+    assert_eq!(body["total"], 2, "{body:#}");
+    assert_eq!(body["hits"][0]["message"], "dropped write 1");
+    assert_eq!(body["hits"][1]["message"], "dropped write 2");
+    // Indexed from the renamed file, right after the queued write.
+    let offset = (lines.len() + queued.len()) as u64;
+    assert_eq!(body["hits"][0]["offset"], offset);
+    assert_eq!(body["hits"][0]["file"], renamed.to_str().unwrap());
+    let gz = archive_dir.join(format!(
+        "{}.gz",
+        renamed.file_name().unwrap().to_string_lossy()
+    ));
+    wait_for_file(&gz);
+    let text = String::from_utf8(archive_bytes(&gz)).unwrap();
+    assert_eq!(text, format!("{lines}{queued}{dropped}"));
+    assert_eq!(std::fs::read_to_string(&live).unwrap(), after);
+    assert_eq!(
+        metric(&d, "logagg_reload_put_back_bytes_total"),
+        dropped.len() as u64
+    );
+    assert_eq!(d.search(&[("q", "after")])["total"], 1);
 }

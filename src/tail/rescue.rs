@@ -1,0 +1,377 @@
+//! Writes PM2 dropped at `reloadLogs`, put back from its bus. PM2 answers `reloadLogs`
+//! by destroying each app's old write stream, and a write still queued in it (PM2's disk
+//! writes lag the app under load) never reaches any file. But PM2 sent those bytes on
+//! its bus first, in the same order as everything it writes to that file. So for a file
+//! renamed away for a reload, the recent bus messages of its app are laid against the
+//! renamed file's end and the start of the file PM2 opened next (of the app's other
+//! files, the one whose first bytes come first after that end): messages that fall
+//! between the two were dropped, and are appended to the renamed file (PM2 has closed
+//! it), where the tailer reads and indexes them like any line and the archive keeps them.
+//! The renamed files of one app are checked in the order they were renamed, and each
+//! stays followed until the one before it is checked, so the next file is still there
+//! to be looked at.
+//!
+//! Only an alignment that is found in exactly one way counts: an app that prints the
+//! same bytes over and over (a heartbeat) cannot be told apart, and then nothing is put
+//! back rather than a line twice.
+
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use crate::pm2::naming::FileOrigin;
+use crate::record::Stream;
+
+use super::identity::FileKey;
+
+/// Bus messages kept per app stream, and their bytes: far more than the writes PM2 can
+/// have queued at a reload, which is a few milliseconds' worth.
+const RECENT_CHUNKS: usize = 256;
+const RECENT_BYTES: usize = 256 * 1024;
+/// Bytes of the renamed file's end and the next file's start compared with the bus.
+pub const COMPARED_BYTES: u64 = 64 * 1024;
+/// How long after PM2's answer a renamed file may wait for the next file to get its
+/// first bytes (and their bus message to arrive): an app silent for longer has nothing
+/// queued worth waiting for, and the file is finished without a look.
+const WAIT_FOR_NEXT: Duration = Duration::from_secs(5);
+
+/// What became of a renamed file's check.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Finish the file as it is: nothing was dropped, or it cannot be known.
+    Finish,
+    /// Append these bytes to the renamed file, then finish it.
+    PutBack(String),
+    /// The next file or the bus is not far enough yet: ask again later.
+    Wait,
+}
+
+/// A file renamed away for a reload, waiting to be checked.
+struct Renamed {
+    origin: FileOrigin,
+    /// Renames counted up: the order of the checks.
+    order: u64,
+    /// When PM2 answered `reloadLogs` (the check waits for it).
+    released: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Recent {
+    chunks: VecDeque<String>,
+    bytes: usize,
+}
+
+#[derive(Default)]
+pub struct Rescues {
+    /// The latest bus messages per (app, stream, pm_id).
+    recent: HashMap<(String, Stream, u32), Recent>,
+    renamed: HashMap<FileKey, Renamed>,
+    renames: u64,
+}
+
+impl Rescues {
+    /// A bus message of an app: kept while it is recent.
+    pub fn on_bus(&mut self, service: &str, stream: Stream, pm_id: u32, data: &str) {
+        let recent = self
+            .recent
+            .entry((service.to_string(), stream, pm_id))
+            .or_default();
+        recent.bytes += data.len();
+        recent.chunks.push_back(data.to_string());
+        while recent.chunks.len() > RECENT_CHUNKS
+            || (recent.bytes > RECENT_BYTES && recent.chunks.len() > 1)
+        {
+            if let Some(old) = recent.chunks.pop_front() {
+                recent.bytes -= old.len();
+            }
+        }
+    }
+
+    /// Bus messages may have been lost: what is kept no longer shows PM2's order.
+    pub fn gap(&mut self) {
+        self.recent.clear();
+    }
+
+    /// `key` was renamed away and PM2 will be asked to reopen its files.
+    pub fn renamed(&mut self, key: FileKey, origin: FileOrigin) {
+        self.renames += 1;
+        self.renamed.insert(
+            key,
+            Renamed {
+                origin,
+                order: self.renames,
+                released: None,
+            },
+        );
+    }
+
+    /// PM2 answered (or the reload was given up).
+    pub fn released(&mut self, key: FileKey) {
+        if let Some(r) = self.renamed.get_mut(&key) {
+            r.released = Some(Instant::now());
+        }
+    }
+
+    pub fn forget(&mut self, key: FileKey) {
+        self.renamed.remove(&key);
+    }
+
+    /// Whether `key` is a renamed file still to be checked.
+    pub fn awaits(&self, key: FileKey) -> bool {
+        self.renamed.contains_key(&key)
+    }
+
+    /// Whether `key` must stay followed: a file of its app renamed before it is still
+    /// to be checked, and `key` may be the file that one needs to look at.
+    pub fn holds(&self, key: FileKey, origin: &FileOrigin) -> bool {
+        let order = self.renamed.get(&key).map_or(u64::MAX, |r| r.order);
+        self.renamed
+            .iter()
+            .any(|(k, r)| *k != key && r.origin == *origin && r.order < order)
+    }
+
+    /// The origin of a renamed file still to be checked.
+    pub fn origin_of(&self, key: FileKey) -> Option<&FileOrigin> {
+        Some(&self.renamed.get(&key)?.origin)
+    }
+
+    /// Checks the renamed file `key`, given its last bytes (`old_tail`) and the first
+    /// bytes of each other file of its app that is followed (`heads`: the next file
+    /// among them).
+    pub fn check(&self, key: FileKey, old_tail: &[u8], heads: &[Vec<u8>]) -> Verdict {
+        let Some(r) = self.renamed.get(&key) else {
+            return Verdict::Finish;
+        };
+        let Some(released) = r.released else {
+            return Verdict::Wait;
+        };
+        let late = released.elapsed() >= WAIT_FOR_NEXT;
+        // The app's messages: one writer only (a file of fork instances sharing it
+        // through `merge_logs` interleaves several, in no order the bus shows).
+        let mut writers = self.recent.iter().filter(|((service, stream, pm_id), _)| {
+            *service == r.origin.service
+                && *stream == r.origin.stream
+                && r.origin.instance.is_none_or(|i| i == *pm_id)
+        });
+        let (Some((_, recent)), None) = (writers.next(), writers.next()) else {
+            return Verdict::Finish;
+        };
+        let chunks: Vec<&str> = recent.chunks.iter().map(String::as_str).collect();
+        match dropped(&chunks, old_tail, heads) {
+            Align::Dropped(range) if range.is_empty() => Verdict::Finish,
+            Align::Dropped(range) => Verdict::PutBack(chunks[range].concat()),
+            Align::NotYet if !late => Verdict::Wait,
+            Align::NotYet | Align::Unclear => Verdict::Finish,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Align {
+    /// The messages (indexes into the list) in neither file.
+    Dropped(Range<usize>),
+    /// The next file's first bytes are not among the messages (yet).
+    NotYet,
+    /// No single way to lay the messages against the files.
+    Unclear,
+}
+
+/// Lays the bus messages `chunks` (oldest first) against the renamed file's last bytes
+/// and the first bytes of the app's other files: the old file must end with the
+/// messages up to some `k` (as far back as `old_tail` reaches), and the next file is the
+/// one that begins with those from the least `m > k` (as far as its head reaches); the
+/// messages between were written to neither. Each end and start must be found in
+/// exactly one place; a file whose start is not among the messages began before them,
+/// or its first message has not come yet.
+pub fn dropped(chunks: &[&str], old_tail: &[u8], heads: &[Vec<u8>]) -> Align {
+    let ends: Vec<usize> = (0..chunks.len())
+        .filter(|&k| ends_with(old_tail, &chunks[..=k]))
+        .collect();
+    let [k] = ends.as_slice() else {
+        return Align::Unclear;
+    };
+    let mut next = None;
+    for head in heads.iter().filter(|h| !h.is_empty()) {
+        let starts: Vec<usize> = (0..chunks.len())
+            .filter(|&m| starts_with(head, &chunks[m..]))
+            .collect();
+        match starts.as_slice() {
+            [] => {}
+            [m] if m > k => next = Some(next.map_or(*m, |n: usize| n.min(*m))),
+            [m] if m < k => {}
+            _ => return Align::Unclear,
+        }
+    }
+    match next {
+        Some(m) => Align::Dropped(k + 1..m),
+        None => Align::NotYet,
+    }
+}
+
+/// Whether `tail` ends with the concatenation of `chunks`, compared as far back as
+/// `tail` reaches (at least the whole last chunk).
+fn ends_with(tail: &[u8], chunks: &[&str]) -> bool {
+    let mut end = tail.len();
+    for (i, c) in chunks.iter().rev().enumerate() {
+        let c = c.as_bytes();
+        if c.len() <= end {
+            if &tail[end - c.len()..end] != c {
+                return false;
+            }
+            end -= c.len();
+        } else {
+            return i > 0 && c.ends_with(&tail[..end]);
+        }
+        if end == 0 {
+            return true;
+        }
+    }
+    true
+}
+
+/// Whether `head` starts with the concatenation of `chunks`, compared as far as `head`
+/// reaches (at least up to the end of the first chunk, or of `head`).
+fn starts_with(head: &[u8], chunks: &[&str]) -> bool {
+    let mut at = 0;
+    for c in chunks {
+        let c = c.as_bytes();
+        let left = &head[at..];
+        if c.len() >= left.len() {
+            return !left.is_empty() && c.starts_with(left);
+        }
+        if &left[..c.len()] != c {
+            return false;
+        }
+        at += c.len();
+    }
+    // The file holds more than the messages kept: its first bytes matched them all.
+    at > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(from: usize, to: usize) -> Vec<String> {
+        (from..to).map(|i| format!("seq={i:04}\n")).collect()
+    }
+
+    #[test]
+    fn a_message_in_neither_file_is_found() {
+        let chunks = lines(0, 6);
+        let c: Vec<&str> = chunks.iter().map(String::as_str).collect();
+        let old = format!("older\n{}", chunks[..3].concat());
+        let new = chunks[4..].concat().into_bytes();
+        assert_eq!(dropped(&c, old.as_bytes(), &[new]), Align::Dropped(3..4));
+        // Nothing dropped: an empty range.
+        let new = chunks[3..].concat().into_bytes();
+        assert_eq!(dropped(&c, old.as_bytes(), &[new]), Align::Dropped(3..3));
+        // The next file's first message has not come on the bus yet, or it is empty.
+        let new = b"seq=0009\n".to_vec();
+        assert_eq!(dropped(&c, old.as_bytes(), &[new, vec![]]), Align::NotYet);
+    }
+
+    #[test]
+    fn partial_views_of_both_files_are_compared_as_far_as_they_reach() {
+        let chunks = lines(0, 8);
+        let c: Vec<&str> = chunks.iter().map(String::as_str).collect();
+        // The old file's end seen from the middle of message 1; the new file's start
+        // seen up to the middle of message 6.
+        let old = &chunks[..4].concat()[5..];
+        let new = chunks[5..].concat().as_bytes()[..13].to_vec();
+        assert_eq!(dropped(&c, old.as_bytes(), &[new]), Align::Dropped(4..5));
+    }
+
+    #[test]
+    fn repeated_messages_are_unclear_and_nothing_is_put_back() {
+        let c = vec!["ping\n"; 6];
+        assert_eq!(
+            dropped(&c, b"ping\nping\n", &[b"ping\n".to_vec()]),
+            Align::Unclear
+        );
+        // A message in the old file that differs from the bus's: no place for it.
+        let chunks = lines(0, 4);
+        let c: Vec<&str> = chunks.iter().map(String::as_str).collect();
+        assert_eq!(
+            dropped(&c, b"other\n", &[b"seq=0003\n".to_vec()]),
+            Align::Unclear
+        );
+    }
+
+    #[test]
+    fn the_next_file_is_the_one_that_begins_first_after_the_old_ones_end() {
+        // Files A (0-1), B (3-4, after 2 was dropped), C (5-): checking A, B and C are
+        // both followed; B is the next. A file from before A (its start not among the
+        // messages, or before A's end) is passed over.
+        let chunks = lines(0, 8);
+        let c: Vec<&str> = chunks.iter().map(String::as_str).collect();
+        let a = chunks[..2].concat();
+        let heads = [
+            chunks[5..].concat().into_bytes(),
+            b"from long ago\n".to_vec(),
+            chunks[3..5].concat().into_bytes(),
+        ];
+        assert_eq!(dropped(&c, a.as_bytes(), &heads), Align::Dropped(2..3));
+        let older = chunks[..1].concat().into_bytes();
+        let heads = [older, chunks[3..5].concat().into_bytes()];
+        assert_eq!(dropped(&c, a.as_bytes(), &heads), Align::Dropped(2..3));
+    }
+
+    fn origin() -> FileOrigin {
+        FileOrigin {
+            service: "app".into(),
+            stream: Stream::Out,
+            instance: None,
+        }
+    }
+
+    #[test]
+    fn a_renamed_file_waits_for_pm2_and_for_its_next_file() {
+        let key = FileKey { dev: 1, ino: 2 };
+        let later = FileKey { dev: 1, ino: 3 };
+        let mut r = Rescues::default();
+        for l in lines(0, 4) {
+            r.on_bus("app", Stream::Out, 0, &l);
+        }
+        r.renamed(key, origin());
+        r.renamed(later, origin());
+        // The later rename waits for the earlier one's check; the other files too.
+        assert!(r.holds(later, &origin()));
+        assert!(r.holds(FileKey { dev: 1, ino: 4 }, &origin()));
+        assert!(!r.holds(key, &origin()));
+        let old = lines(0, 2).concat();
+        let new = vec![b"seq=0003\n".to_vec()];
+        assert_eq!(r.check(key, old.as_bytes(), &new), Verdict::Wait);
+        r.released(key);
+        assert_eq!(r.check(key, old.as_bytes(), &[vec![]]), Verdict::Wait);
+        assert_eq!(
+            r.check(key, old.as_bytes(), &new),
+            Verdict::PutBack("seq=0002\n".into())
+        );
+        r.forget(key);
+        assert!(!r.holds(later, &origin()));
+        r.released(later);
+        // Two processes writing one file: their order on the bus tells nothing.
+        r.on_bus("app", Stream::Out, 1, "seq=0003\n");
+        assert_eq!(r.check(later, old.as_bytes(), &new), Verdict::Finish);
+        // A gap in the bus: nothing is known.
+        r.gap();
+        assert_eq!(r.check(later, old.as_bytes(), &new), Verdict::Finish);
+    }
+
+    #[test]
+    fn recent_messages_are_bounded() {
+        let mut r = Rescues::default();
+        for l in lines(0, 1000) {
+            r.on_bus("app", Stream::Out, 0, &l);
+        }
+        let recent = &r.recent[&("app".to_string(), Stream::Out, 0)];
+        assert_eq!(recent.chunks.len(), RECENT_CHUNKS);
+        assert_eq!(recent.chunks.back().unwrap(), "seq=0999\n");
+        r.on_bus("app", Stream::Out, 0, &"x".repeat(RECENT_BYTES * 2));
+        assert_eq!(
+            r.recent[&("app".to_string(), Stream::Out, 0)].chunks.len(),
+            1
+        );
+    }
+}
