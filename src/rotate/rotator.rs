@@ -425,17 +425,20 @@ impl Rotator {
         }));
         let reopened = RpcClient::connect(&self.config.pm2.home, RPC_TIMEOUT)
             .and_then(|mut rpc| rpc.reload_logs());
-        let released = TailMsg::Command(TailCommand::Released { key: state.key });
         if let Err(e) = reopened {
             // PM2 still writes into the renamed file: put it back where it was, unless
-            // something new already took its place. The tailer's rescan finds it there.
-            if !state.path.exists() {
-                let _ = fs::rename(&dest, &state.path);
-            }
-            let _ = self.tail.send(released);
+            // something new already took its place.
+            let back = !state.path.exists() && fs::rename(&dest, &state.path).is_ok();
+            let _ = self.tail.send(TailMsg::Command(TailCommand::Released {
+                key: state.key,
+                back_to: back.then(|| state.path.clone()),
+            }));
             return Err(format!("PM2 did not reopen its log files: {e}"));
         }
-        let _ = self.tail.send(released);
+        let _ = self.tail.send(TailMsg::Command(TailCommand::Released {
+            key: state.key,
+            back_to: None,
+        }));
         self.pending.push(Pending {
             key: Some(state.key),
             path: dest.clone(),

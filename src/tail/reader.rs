@@ -28,6 +28,9 @@ pub struct FileReader {
     pub path: PathBuf,
     path_str: String,
     origin: FileOrigin,
+    /// PM2's combined `<name>.log` (every stream of the app), told by the name it was
+    /// opened under: a rotation renames it.
+    combined: bool,
     /// Next byte to read from the file (the splitter may hold some bytes before it).
     read_pos: u64,
     splitter: LineSplitter,
@@ -84,13 +87,19 @@ impl FileReader {
             None
         };
         let now = Instant::now();
+        let origin = origin_of(path);
+        let combined = path
+            .file_name()
+            .and_then(|n| n.to_str()?.strip_suffix(".log"))
+            .is_some_and(|stem| stem == origin.service);
         Ok(FileReader {
             file,
             key,
             fingerprint,
             path: path.to_path_buf(),
             path_str: path.to_string_lossy().into_owned(),
-            origin: origin_of(path),
+            origin,
+            combined,
             read_pos: start,
             splitter: LineSplitter::new(max_line as usize, start),
             line_ts: None,
@@ -117,6 +126,11 @@ impl FileReader {
     /// What the file's name says about its writer.
     pub fn origin(&self) -> &FileOrigin {
         &self.origin
+    }
+
+    /// Whether this is PM2's combined `<name>.log` of an app.
+    pub fn is_combined(&self) -> bool {
+        self.combined
     }
 
     pub fn service(&self) -> &str {

@@ -28,6 +28,16 @@ use super::identity::FileKey;
 /// have queued at a reload, which is a few milliseconds' worth.
 const RECENT_CHUNKS: usize = 256;
 const RECENT_BYTES: usize = 256 * 1024;
+/// While a file of the app waits for its check, messages from before its rename must
+/// stay: kept up to these bounds (past them the check gives up).
+const PINNED_CHUNKS: usize = 16_384;
+const PINNED_BYTES: usize = 16 << 20;
+/// An app stream with no message for this long is forgotten (a `pm2 delete` and start
+/// gives the app a new pm_id; two writers would put the check off for good).
+const IDLE: Duration = Duration::from_secs(60);
+/// The least time between PM2's answer and a put-back, whatever `linger` is: PM2's
+/// write already handed to the system when it destroyed the stream lands first.
+const SETTLE: Duration = Duration::from_secs(1);
 /// Bytes of the renamed file's end and the next file's start compared with the bus.
 pub const COMPARED_BYTES: u64 = 64 * 1024;
 /// How long after PM2's answer a renamed file may wait for the next file to get its
@@ -53,36 +63,69 @@ struct Renamed {
     order: u64,
     /// When PM2 answered `reloadLogs` (the check waits for it).
     released: Option<Instant>,
+    /// Bus gaps counted when it was renamed: one since, and the check gives up.
+    gaps: u64,
+    /// Per app stream of its origin, the number of the next message at the rename:
+    /// the message before it must still be kept when the check is made.
+    marks: HashMap<u32, u64>,
 }
 
 #[derive(Default)]
 struct Recent {
     chunks: VecDeque<String>,
     bytes: usize,
+    /// The number of the first message kept (messages are counted from 0 per stream).
+    first: u64,
+    last_seen: Option<Instant>,
 }
+
+impl Recent {
+    fn next(&self) -> u64 {
+        self.first + self.chunks.len() as u64
+    }
+}
+
+type StreamKey = (String, Stream, u32);
 
 #[derive(Default)]
 pub struct Rescues {
     /// The latest bus messages per (app, stream, pm_id).
-    recent: HashMap<(String, Stream, u32), Recent>,
+    recent: HashMap<StreamKey, Recent>,
     renamed: HashMap<FileKey, Renamed>,
     renames: u64,
+    gaps: u64,
+}
+
+/// Whether a bus message of `key` belongs to files of `origin`.
+fn feeds(key: &StreamKey, origin: &FileOrigin) -> bool {
+    key.0 == origin.service && key.1 == origin.stream && origin.instance.is_none_or(|i| i == key.2)
 }
 
 impl Rescues {
-    /// A bus message of an app: kept while it is recent.
+    /// A bus message of an app: kept while it is recent, or while a file of the app
+    /// waits for its check.
     pub fn on_bus(&mut self, service: &str, stream: Stream, pm_id: u32, data: &str) {
-        let recent = self
-            .recent
-            .entry((service.to_string(), stream, pm_id))
-            .or_default();
+        let key = (service.to_string(), stream, pm_id);
+        if !self.recent.contains_key(&key) {
+            self.recent
+                .retain(|_, r| r.last_seen.is_some_and(|t| t.elapsed() < IDLE));
+        }
+        let pinned = self.renamed.values().any(|r| feeds(&key, &r.origin));
+        let (max_chunks, max_bytes) = if pinned {
+            (PINNED_CHUNKS, PINNED_BYTES)
+        } else {
+            (RECENT_CHUNKS, RECENT_BYTES)
+        };
+        let recent = self.recent.entry(key).or_default();
+        recent.last_seen = Some(Instant::now());
         recent.bytes += data.len();
         recent.chunks.push_back(data.to_string());
-        while recent.chunks.len() > RECENT_CHUNKS
-            || (recent.bytes > RECENT_BYTES && recent.chunks.len() > 1)
+        while recent.chunks.len() > max_chunks
+            || (recent.bytes > max_bytes && recent.chunks.len() > 1)
         {
             if let Some(old) = recent.chunks.pop_front() {
                 recent.bytes -= old.len();
+                recent.first += 1;
             }
         }
     }
@@ -90,17 +133,26 @@ impl Rescues {
     /// Bus messages may have been lost: what is kept no longer shows PM2's order.
     pub fn gap(&mut self) {
         self.recent.clear();
+        self.gaps += 1;
     }
 
     /// `key` was renamed away and PM2 will be asked to reopen its files.
     pub fn renamed(&mut self, key: FileKey, origin: FileOrigin) {
         self.renames += 1;
+        let marks = self
+            .recent
+            .iter()
+            .filter(|(k, _)| feeds(k, &origin))
+            .map(|(k, r)| (k.2, r.next()))
+            .collect();
         self.renamed.insert(
             key,
             Renamed {
                 origin,
                 order: self.renames,
                 released: None,
+                gaps: self.gaps,
+                marks,
             },
         );
     }
@@ -137,7 +189,7 @@ impl Rescues {
 
     /// Checks the renamed file `key`, given its last bytes (`old_tail`) and the first
     /// bytes of each other file of its app that is followed (`heads`: the next file
-    /// among them).
+    /// among them, perhaps still empty).
     pub fn check(&self, key: FileKey, old_tail: &[u8], heads: &[Vec<u8>]) -> Verdict {
         let Some(r) = self.renamed.get(&key) else {
             return Verdict::Finish;
@@ -145,6 +197,12 @@ impl Rescues {
         let Some(released) = r.released else {
             return Verdict::Wait;
         };
+        if released.elapsed() < SETTLE {
+            return Verdict::Wait;
+        }
+        if r.gaps != self.gaps {
+            return Verdict::Finish;
+        }
         let late = released.elapsed() >= WAIT_FOR_NEXT;
         // The app's messages: one writer only (a file of fork instances sharing it
         // through `merge_logs` interleaves several, in no order the bus shows).
@@ -153,15 +211,32 @@ impl Rescues {
                 && *stream == r.origin.stream
                 && r.origin.instance.is_none_or(|i| i == *pm_id)
         });
-        let (Some((_, recent)), None) = (writers.next(), writers.next()) else {
+        let (Some((writer, recent)), None) = (writers.next(), writers.next()) else {
             return Verdict::Finish;
         };
+        // The last message from before the rename must still be kept (a stream first
+        // heard of after the rename has none: nothing to lay against the old file).
+        let kept_from_before = r
+            .marks
+            .get(&writer.2)
+            .is_some_and(|&mark| mark > recent.first);
+        if !kept_from_before {
+            return Verdict::Finish;
+        }
         let chunks: Vec<&str> = recent.chunks.iter().map(String::as_str).collect();
         match dropped(&chunks, old_tail, heads) {
             Align::Dropped(range) if range.is_empty() => Verdict::Finish,
             Align::Dropped(range) => Verdict::PutBack(chunks[range].concat()),
-            Align::NotYet if !late => Verdict::Wait,
-            Align::NotYet | Align::Unclear => Verdict::Finish,
+            Align::NotYet { .. } if !late => Verdict::Wait,
+            // Still no file begins after the old one's end: the messages since went to
+            // no file that is followed. When the next file is there and empty (the app
+            // fell silent after its dropped write), they are the dropped write.
+            Align::NotYet { after }
+                if after < chunks.len() && heads.iter().any(|h| h.is_empty()) =>
+            {
+                Verdict::PutBack(chunks[after..].concat())
+            }
+            Align::NotYet { .. } | Align::Unclear => Verdict::Finish,
         }
     }
 }
@@ -170,8 +245,9 @@ impl Rescues {
 pub enum Align {
     /// The messages (indexes into the list) in neither file.
     Dropped(Range<usize>),
-    /// The next file's first bytes are not among the messages (yet).
-    NotYet,
+    /// No file's first bytes are among the messages after the old file's end (yet);
+    /// `after` is the first message after that end.
+    NotYet { after: usize },
     /// No single way to lay the messages against the files.
     Unclear,
 }
@@ -204,7 +280,7 @@ pub fn dropped(chunks: &[&str], old_tail: &[u8], heads: &[Vec<u8>]) -> Align {
     }
     match next {
         Some(m) => Align::Dropped(k + 1..m),
-        None => Align::NotYet,
+        None => Align::NotYet { after: k + 1 },
     }
 }
 
@@ -268,7 +344,10 @@ mod tests {
         assert_eq!(dropped(&c, old.as_bytes(), &[new]), Align::Dropped(3..3));
         // The next file's first message has not come on the bus yet, or it is empty.
         let new = b"seq=0009\n".to_vec();
-        assert_eq!(dropped(&c, old.as_bytes(), &[new, vec![]]), Align::NotYet);
+        assert_eq!(
+            dropped(&c, old.as_bytes(), &[new, vec![]]),
+            Align::NotYet { after: 3 }
+        );
     }
 
     #[test]
@@ -343,20 +422,68 @@ mod tests {
         let new = vec![b"seq=0003\n".to_vec()];
         assert_eq!(r.check(key, old.as_bytes(), &new), Verdict::Wait);
         r.released(key);
+        // PM2's last write to the old file may still be landing.
+        assert_eq!(r.check(key, old.as_bytes(), &new), Verdict::Wait);
+        answered_ago(&mut r, key, SETTLE);
+        // The next file is still empty.
         assert_eq!(r.check(key, old.as_bytes(), &[vec![]]), Verdict::Wait);
         assert_eq!(
             r.check(key, old.as_bytes(), &new),
             Verdict::PutBack("seq=0002\n".into())
         );
+        // Long after, the next file still empty: the app fell silent after the write
+        // PM2 dropped, and everything after the old file's end is put back.
+        answered_ago(&mut r, key, WAIT_FOR_NEXT);
+        assert_eq!(
+            r.check(key, old.as_bytes(), &[vec![]]),
+            Verdict::PutBack("seq=0002\nseq=0003\n".into())
+        );
+        // No empty next file and nothing after the end: nothing to do.
+        assert_eq!(r.check(key, old.as_bytes(), &[]), Verdict::Finish);
         r.forget(key);
         assert!(!r.holds(later, &origin()));
         r.released(later);
+        answered_ago(&mut r, later, SETTLE);
+        assert_eq!(
+            r.check(later, old.as_bytes(), &new),
+            Verdict::PutBack("seq=0002\n".into())
+        );
         // Two processes writing one file: their order on the bus tells nothing.
         r.on_bus("app", Stream::Out, 1, "seq=0003\n");
         assert_eq!(r.check(later, old.as_bytes(), &new), Verdict::Finish);
         // A gap in the bus: nothing is known.
         r.gap();
         assert_eq!(r.check(later, old.as_bytes(), &new), Verdict::Finish);
+    }
+
+    /// Makes PM2's answer to the reload of `key` as old as `ago`.
+    fn answered_ago(r: &mut Rescues, key: FileKey, ago: Duration) {
+        r.renamed.get_mut(&key).unwrap().released = Some(Instant::now() - ago);
+    }
+
+    #[test]
+    fn messages_from_before_a_rename_stay_until_its_check_or_it_gives_up() {
+        let key = FileKey { dev: 1, ino: 2 };
+        let mut r = Rescues::default();
+        for l in lines(0, 3) {
+            r.on_bus("app", Stream::Out, 0, &l);
+        }
+        r.renamed(key, origin());
+        r.released(key);
+        answered_ago(&mut r, key, SETTLE);
+        // Far more messages than are kept otherwise: the old file's end is still there.
+        for l in lines(3, 3 + RECENT_CHUNKS * 2) {
+            r.on_bus("app", Stream::Out, 0, &l);
+        }
+        let old = lines(0, 2).concat();
+        let new = vec![lines(3, 5).concat().into_bytes()];
+        assert_eq!(
+            r.check(key, old.as_bytes(), &new),
+            Verdict::PutBack("seq=0002\n".into())
+        );
+        // Past the bounds, the messages from before the rename are gone: given up.
+        r.on_bus("app", Stream::Out, 0, &"x".repeat(PINNED_BYTES));
+        assert_eq!(r.check(key, old.as_bytes(), &new), Verdict::Finish);
     }
 
     #[test]

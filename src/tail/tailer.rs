@@ -48,6 +48,9 @@ const READ_TURN: u64 = 4 << 20;
 /// default), so this costs searches little; what it saves is waking the indexer and
 /// tantivy's threads once per line of a trickle, on the cores the followers' path needs.
 const INDEX_HANDOFF: Duration = Duration::from_millis(50);
+/// The least time a file is followed after it left its path, whatever `linger` is: a
+/// rescan may see a rotator's rename before the tailer gets the rotator's word of it.
+const MIN_GONE: Duration = Duration::from_millis(250);
 /// How often files that were renamed away or deleted are polled while they linger (they
 /// no longer produce directory events).
 const GONE_POLL: Duration = Duration::from_millis(200);
@@ -73,7 +76,11 @@ pub enum TailCommand {
     Moved { key: FileKey, to: PathBuf },
     /// The writer of a file renamed by [`TailCommand::Moved`] has let go of it (PM2
     /// answered `reloadLogs`, or the rotation was given up): `linger` counts from now.
-    Released { key: FileKey },
+    /// `back_to`: the rotation was given up and the file renamed back to this path.
+    Released {
+        key: FileKey,
+        back_to: Option<PathBuf>,
+    },
     /// Cut the first `len` bytes of the file in place (see [`FileReader::collapse`]).
     Collapse {
         key: FileKey,
@@ -419,9 +426,12 @@ impl Tailer {
                 if let Some(reader) = self.files.get_mut(&key) {
                     // The combined file holds every stream of the app: the bus's order of
                     // one stream says nothing about its end.
-                    let combined = is_combined(reader);
+                    let combined = reader.is_combined();
                     info!(from = %reader.path.display(), to = %to.display(), "rotated away; reading it to its end");
-                    self.by_path.remove(&reader.path);
+                    // A rescan may already follow the file PM2 opened at that path.
+                    if self.by_path.get(&reader.path) == Some(&key) {
+                        self.by_path.remove(&reader.path);
+                    }
                     reader.moved_to(&to);
                     reader.gone_since = Some(Instant::now());
                     reader.last_growth = Instant::now();
@@ -433,11 +443,21 @@ impl Tailer {
                     self.publish(key);
                 }
             }
-            TailCommand::Released { key } => {
+            TailCommand::Released { key, back_to } => {
                 self.held_by_writer.remove(&key);
                 self.rescues.released(key);
                 if let Some(reader) = self.files.get_mut(&key) {
                     reader.last_growth = Instant::now();
+                    if let Some(path) = back_to {
+                        // The reload was given up and the file put back: followed there
+                        // at once, not finished and found again from 0 by a rescan.
+                        info!(path = %path.display(), "back at its path after a failed reload");
+                        reader.moved_to(&path);
+                        reader.gone_since = None;
+                        self.rescues.forget(key);
+                        self.by_path.insert(path, key);
+                        self.publish(key);
+                    }
                 }
             }
             TailCommand::Collapse { key, len, reply } => {
@@ -740,7 +760,7 @@ impl Tailer {
             .files
             .values()
             .filter(|f| {
-                f.gone_since.is_some()
+                f.gone_since.is_some_and(|t| t.elapsed() >= MIN_GONE)
                     && f.last_growth.elapsed() >= linger
                     && !self.held_by_writer.contains(&f.key)
                     && !self.rescues.holds(f.key, f.origin())
@@ -777,11 +797,15 @@ impl Tailer {
             return Verdict::Finish;
         };
         // The app's other files (not the combined `<name>.log`): the next one among them.
+        // An empty one counts only if nothing was ever read from it (not emptied by
+        // `pm2 flush` after its lines were indexed).
         let heads: Vec<Vec<u8>> = self
             .files
             .values()
-            .filter(|f| f.key != key && f.origin() == origin && !is_combined(f))
-            .filter_map(|f| f.head(rescue::COMPARED_BYTES).ok())
+            .filter(|f| f.key != key && f.origin() == origin && !f.is_combined())
+            .filter_map(|f| f.head(rescue::COMPARED_BYTES).ok().map(|h| (f, h)))
+            .filter(|(f, h)| !h.is_empty() || f.read_end() == 0)
+            .map(|(_, h)| h)
             .collect();
         let Ok(tail) = reader.tail(rescue::COMPARED_BYTES) else {
             return Verdict::Finish;
@@ -938,7 +962,7 @@ impl Tailer {
                 && origin.service == chunk.service
                 && origin.stream == chunk.stream
                 && origin.instance.is_none_or(|i| i == chunk.pm_id)
-                && !is_combined(r);
+                && !r.is_combined();
             if fits {
                 if found.is_some() {
                     return None;
@@ -999,14 +1023,6 @@ impl Tailer {
             self.read_file(key);
         }
     }
-}
-
-/// Whether `r` is an app's combined `<name>.log`, which PM2 writes every stream to.
-fn is_combined(r: &FileReader) -> bool {
-    r.path
-        .file_name()
-        .and_then(|n| n.to_str()?.strip_suffix(".log"))
-        .is_some_and(|stem| stem == r.origin().service)
 }
 
 /// What the watcher's callback did with an event.

@@ -559,11 +559,12 @@ fn read_frame(conn: &mut impl std::io::Read) -> Option<Vec<String>> {
     Some(args)
 }
 
-/// A stand-in for PM2's `rpc.sock` in `home`: `reloadLogs` is answered after running
-/// `on_reload` (what PM2 does meanwhile), any other call with an empty list. The
-/// returned channel gets the result of each `on_reload`.
+/// A stand-in for PM2's `rpc.sock` in `home`: `reloadLogs` is answered with
+/// `reload_answer` after running `on_reload` (what PM2 does meanwhile), any other call
+/// with an empty list. The returned channel gets the result of each `on_reload`.
 fn fake_rpc<T: Send + 'static>(
     home: &Path,
+    reload_answer: &'static str,
     mut on_reload: impl FnMut() -> T + Send + 'static,
 ) -> std::sync::mpsc::Receiver<T> {
     let listener = std::os::unix::net::UnixListener::bind(home.join("rpc.sock")).unwrap();
@@ -574,7 +575,7 @@ fn fake_rpc<T: Send + 'static>(
             while let Some(args) = read_frame(&mut conn) {
                 let answer = if args[0].contains("\"reloadLogs\"") {
                     let _ = tx.send(on_reload());
-                    "j:{\"args\":[{}]}"
+                    reload_answer
                 } else {
                     "j:{\"args\":[[]]}"
                 };
@@ -591,6 +592,9 @@ fn fake_rpc<T: Send + 'static>(
     });
     rx
 }
+
+/// PM2's answer to a `reloadLogs` that worked.
+const RELOADED: &str = "j:{\"args\":[{}]}";
 
 /// Waits (at most 10 s) for `path` to exist.
 fn wait_for_file(path: &Path) {
@@ -615,7 +619,7 @@ fn a_line_pm2_writes_into_the_renamed_file_before_it_answers_reload_is_kept() {
     std::fs::create_dir_all(&home).unwrap();
     let archive_dir = p.path().join("logs/pm2/archive");
     let dir = archive_dir.clone();
-    let reloads = fake_rpc(&home, move || {
+    let reloads = fake_rpc(&home, RELOADED, move || {
         std::thread::sleep(Duration::from_millis(1500));
         let renamed = archives(&dir, "app-out");
         assert_eq!(renamed.len(), 1, "{renamed:?}");
@@ -687,7 +691,7 @@ fn a_write_pm2_drops_at_reload_is_put_back_from_its_bus() {
     let dropped = "dropped write 1\ndropped write 2\n";
     let after = "after the reload\n";
     let (dir, new_file, pm2_say) = (archive_dir.clone(), live.clone(), say.clone());
-    let reloads = fake_rpc(&home, move || {
+    let reloads = fake_rpc(&home, RELOADED, move || {
         let renamed = archives(&dir, "app-out");
         assert_eq!(renamed.len(), 1, "{renamed:?}");
         pm2_say(queued);
@@ -733,4 +737,50 @@ fn a_write_pm2_drops_at_reload_is_put_back_from_its_bus() {
         dropped.len() as u64
     );
     assert_eq!(d.search(&[("q", "after")])["total"], 1);
+}
+
+/// When PM2 refuses `reloadLogs`, the file is renamed back and followed there at once:
+/// what was read is not read again, what comes next is read, and the failure shows in
+/// `/api/status`.
+#[test]
+fn a_reload_pm2_refuses_puts_the_file_back_and_reads_nothing_twice() {
+    let p = Project::new(
+        "[rotation]\nmax_size = \"1KiB\"\nmax_age = \"\"\nretain = 0\nmethod = \"reload\"",
+    );
+    let home = p.path().join("pm2-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let reloads = fake_rpc(&home, "j:{\"error\":{\"message\":\"busy\"}}", || ());
+    let d = p.start_with_env(&[
+        ("LOGAGG_PM2_HOME", home.to_str().unwrap()),
+        ("LOGAGG_PM2_BUS", "false"),
+    ]);
+    let live = p.log("app-out.log");
+    let lines: String = (0..60)
+        .map(|i| format!("before rotation {i:03}\n"))
+        .collect();
+    append(&live, &lines);
+    reloads.recv_timeout(Duration::from_secs(20)).unwrap();
+    d.wait_total(&[("limit", "1")], 60, 10);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !live.exists() {
+        assert!(Instant::now() < deadline, "the file was not put back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    append(&live, "after the failed reload\n");
+    d.wait_total(&[("limit", "1")], 61, 10);
+    // Longer than linger and a rescan: nothing is read a second time.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(d.search(&[("limit", "1")])["total"], 61);
+    assert_eq!(
+        std::fs::read_to_string(&live).unwrap(),
+        format!("{lines}after the failed reload\n")
+    );
+    let s = status(&d);
+    let f = file_status(&s, &live);
+    assert!(
+        f["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("PM2 did not reopen its log files")),
+        "{s:#}"
+    );
 }
