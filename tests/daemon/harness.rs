@@ -503,3 +503,29 @@ pub fn bus_frame(topic: &str, payload: &Value) -> Vec<u8> {
     }
     out
 }
+
+/// Installs Debian's `package` when `bin` is missing (a fresh CI machine), as the node
+/// tests install their npm pins: what the tests need, the project installs. Fails
+/// loudly, naming `who` needs it, when that is not possible (no apt-get, not root, no
+/// registry).
+pub fn ensure_debian_package(bin: &str, package: &str, who: &str) {
+    if Path::new(bin).exists() {
+        return;
+    }
+    let lock = Path::new(env!("CARGO_TARGET_TMPDIR")).join("logagg-apt.lock");
+    let script = format!(
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {package}"
+    );
+    let out = Command::new("flock")
+        .arg(&lock)
+        .args(["sh", "-c", &format!("test -x {bin} || ({script})")])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run flock/apt-get to install {package}: {e}"));
+    assert!(
+        out.status.success() && Path::new(bin).exists(),
+        "{bin} is missing and `{script}` failed ({}): {who} needs Debian's {package}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

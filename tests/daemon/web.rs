@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{SecondsFormat, Utc};
 use serde_json::{json, Value};
 
-use crate::harness::{append, bus_frame, Daemon, Project};
+use crate::harness::{append, bus_frame, ensure_debian_package, Daemon, Project};
 use crate::node_harness::{ensure_node_deps, REPO};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -86,34 +86,9 @@ fn artefact_dir() -> PathBuf {
     dir
 }
 
-/// Installs Debian's chromium when it is missing (a fresh CI machine), as the node tests
-/// install their npm pins: what the tests need, the project installs. Fails loudly when
-/// that is not possible (no apt-get, not root, no registry).
-fn ensure_chromium() {
-    if Path::new(CHROMIUM).exists() {
-        return;
-    }
-    let lock = Path::new(env!("CARGO_TARGET_TMPDIR")).join("logagg-apt.lock");
-    let script = "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-                  apt-get install -y -qq chromium";
-    let out = std::process::Command::new("flock")
-        .arg(&lock)
-        .args(["sh", "-c", &format!("test -x {CHROMIUM} || ({script})")])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run flock/apt-get to install chromium: {e}"));
-    assert!(
-        out.status.success() && Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing and `{script}` failed ({}): the web test needs Debian's \
-         chromium\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn the_web_timeline_in_a_real_browser() {
-    ensure_chromium();
+    ensure_debian_package(CHROMIUM, "chromium", "the web test");
     ensure_node_deps();
 
     // A fake PM2 bus: it sends the crash and then stays connected, so no "bus lost"
