@@ -605,6 +605,41 @@ fn wait_for_file(path: &Path) {
     }
 }
 
+/// A project rotating `app-out.log` at 1 KiB by `reload`, and an empty PM2 home for a
+/// fake PM2's sockets.
+fn reload_project() -> (Project, PathBuf) {
+    let p = Project::new(
+        "[rotation]\nmax_size = \"1KiB\"\nmax_age = \"\"\nretain = 0\nmethod = \"reload\"",
+    );
+    let home = p.path().join("pm2-home");
+    std::fs::create_dir_all(&home).unwrap();
+    (p, home)
+}
+
+/// 60 lines, 1,200 bytes: one rotation at 1 KiB.
+fn lines_over_max_size() -> String {
+    (0..60)
+        .map(|i| format!("before rotation {i:03}\n"))
+        .collect()
+}
+
+/// The daemon on the fake PM2 `home`; `bus`: whether it listens to PM2's bus.
+fn start_on(p: &Project, home: &Path, bus: bool) -> Daemon {
+    p.start_with_env(&[
+        ("LOGAGG_PM2_HOME", home.to_str().unwrap()),
+        ("LOGAGG_PM2_BUS", if bus { "true" } else { "false" }),
+    ])
+}
+
+/// The text of `renamed`'s compressed archive, once it is there.
+fn compressed_archive(renamed: &Path) -> String {
+    let mut gz = renamed.as_os_str().to_owned();
+    gz.push(".gz");
+    let gz = PathBuf::from(gz);
+    wait_for_file(&gz);
+    String::from_utf8(archive_bytes(&gz)).unwrap()
+}
+
 /// A PM2 starved of CPU answers `reloadLogs` late, and its queued write may still land
 /// in the renamed file before it reopens: the file is followed until PM2's answer,
 /// however quiet it is meanwhile (here three times `linger`). A fake `rpc.sock` plays
@@ -612,11 +647,7 @@ fn wait_for_file(path: &Path) {
 /// answers.
 #[test]
 fn a_line_pm2_writes_into_the_renamed_file_before_it_answers_reload_is_kept() {
-    let p = Project::new(
-        "[rotation]\nmax_size = \"1KiB\"\nmax_age = \"\"\nretain = 0\nmethod = \"reload\"",
-    );
-    let home = p.path().join("pm2-home");
-    std::fs::create_dir_all(&home).unwrap();
+    let (p, home) = reload_project();
     let archive_dir = p.path().join("logs/pm2/archive");
     let dir = archive_dir.clone();
     let reloads = fake_rpc(&home, RELOADED, move || {
@@ -627,14 +658,9 @@ fn a_line_pm2_writes_into_the_renamed_file_before_it_answers_reload_is_kept() {
         std::thread::sleep(Duration::from_millis(100));
         renamed[0].clone()
     });
-    let d = p.start_with_env(&[
-        ("LOGAGG_PM2_HOME", home.to_str().unwrap()),
-        ("LOGAGG_PM2_BUS", "false"),
-    ]);
+    let d = start_on(&p, &home, false);
     let live = p.log("app-out.log");
-    let lines: String = (0..60)
-        .map(|i| format!("before rotation {i:03}\n"))
-        .collect();
+    let lines = lines_over_max_size();
     append(&live, &lines);
     let renamed = reloads.recv_timeout(Duration::from_secs(20)).unwrap();
     d.wait_total(&[("limit", "1")], 61, 10);
@@ -642,12 +668,7 @@ fn a_line_pm2_writes_into_the_renamed_file_before_it_answers_reload_is_kept() {
     assert_eq!(body["total"], 1, "{body:#}");
     assert_eq!(body["hits"][0]["message"], "late line from the old stream");
     // The archive is compressed once the file is finished: with the late line in it.
-    let gz = archive_dir.join(format!(
-        "{}.gz",
-        renamed.file_name().unwrap().to_string_lossy()
-    ));
-    wait_for_file(&gz);
-    let text = String::from_utf8(archive_bytes(&gz)).unwrap();
+    let text = compressed_archive(&renamed);
     assert_eq!(text, format!("{lines}late line from the old stream\n"));
 }
 
@@ -660,11 +681,7 @@ fn a_line_pm2_writes_into_the_renamed_file_before_it_answers_reload_is_kept() {
 #[test]
 fn a_write_pm2_drops_at_reload_is_put_back_from_its_bus() {
     use std::sync::{Arc, Mutex};
-    let p = Project::new(
-        "[rotation]\nmax_size = \"1KiB\"\nmax_age = \"\"\nretain = 0\nmethod = \"reload\"",
-    );
-    let home = p.path().join("pm2-home");
-    std::fs::create_dir_all(&home).unwrap();
+    let (p, home) = reload_project();
     let bus_listener = std::os::unix::net::UnixListener::bind(home.join("pub.sock")).unwrap();
     let archive_dir = p.path().join("logs/pm2/archive");
     let live = p.log("app-out.log");
@@ -707,11 +724,9 @@ fn a_write_pm2_drops_at_reload_is_put_back_from_its_bus() {
         });
         renamed[0].clone()
     });
-    let d = p.start_with_env(&[("LOGAGG_PM2_HOME", home.to_str().unwrap())]);
+    let d = start_on(&p, &home, true);
     *bus.lock().unwrap() = Some(bus_listener.accept().unwrap().0);
-    let lines: String = (0..60)
-        .map(|i| format!("before rotation {i:03}\n"))
-        .collect();
+    let lines = lines_over_max_size();
     say(&lines);
     append(&live, &lines);
     let renamed = reloads.recv_timeout(Duration::from_secs(20)).unwrap();
@@ -724,12 +739,7 @@ fn a_write_pm2_drops_at_reload_is_put_back_from_its_bus() {
     let offset = (lines.len() + queued.len()) as u64;
     assert_eq!(body["hits"][0]["offset"], offset);
     assert_eq!(body["hits"][0]["file"], renamed.to_str().unwrap());
-    let gz = archive_dir.join(format!(
-        "{}.gz",
-        renamed.file_name().unwrap().to_string_lossy()
-    ));
-    wait_for_file(&gz);
-    let text = String::from_utf8(archive_bytes(&gz)).unwrap();
+    let text = compressed_archive(&renamed);
     assert_eq!(text, format!("{lines}{queued}{dropped}"));
     assert_eq!(std::fs::read_to_string(&live).unwrap(), after);
     assert_eq!(
@@ -744,20 +754,11 @@ fn a_write_pm2_drops_at_reload_is_put_back_from_its_bus() {
 /// `/api/status`.
 #[test]
 fn a_reload_pm2_refuses_puts_the_file_back_and_reads_nothing_twice() {
-    let p = Project::new(
-        "[rotation]\nmax_size = \"1KiB\"\nmax_age = \"\"\nretain = 0\nmethod = \"reload\"",
-    );
-    let home = p.path().join("pm2-home");
-    std::fs::create_dir_all(&home).unwrap();
+    let (p, home) = reload_project();
     let reloads = fake_rpc(&home, "j:{\"error\":{\"message\":\"busy\"}}", || ());
-    let d = p.start_with_env(&[
-        ("LOGAGG_PM2_HOME", home.to_str().unwrap()),
-        ("LOGAGG_PM2_BUS", "false"),
-    ]);
+    let d = start_on(&p, &home, false);
     let live = p.log("app-out.log");
-    let lines: String = (0..60)
-        .map(|i| format!("before rotation {i:03}\n"))
-        .collect();
+    let lines = lines_over_max_size();
     append(&live, &lines);
     reloads.recv_timeout(Duration::from_secs(20)).unwrap();
     d.wait_total(&[("limit", "1")], 60, 10);
