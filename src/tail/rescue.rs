@@ -206,11 +206,7 @@ impl Rescues {
         let late = released.elapsed() >= WAIT_FOR_NEXT;
         // The app's messages: one writer only (a file of fork instances sharing it
         // through `merge_logs` interleaves several, in no order the bus shows).
-        let mut writers = self.recent.iter().filter(|((service, stream, pm_id), _)| {
-            *service == r.origin.service
-                && *stream == r.origin.stream
-                && r.origin.instance.is_none_or(|i| i == *pm_id)
-        });
+        let mut writers = self.recent.iter().filter(|(k, _)| feeds(k, &r.origin));
         let (Some((writer, recent)), None) = (writers.next(), writers.next()) else {
             return Verdict::Finish;
         };
