@@ -23,8 +23,9 @@
 #   TORTURE_LINES_PER_MS=100     the app's rate (100: 100,000 lines/s, about 1.4 MB/s);
 #                                0 is as fast as PM2 takes them (millions a second)
 #   TORTURE_METHOD=collapse      rotation method of the crash loop; `reload` (what `auto`
-#                                picks for a fork-mode app) loses lines at high rates in
-#                                PM2 itself (see docs/BENCHMARKS.md)
+#                                picks for a fork-mode app where collapse is refused)
+#                                runs with PM2's bus on, so the writes PM2 drops at
+#                                `reloadLogs` are put back (see README, Rotation)
 #   TORTURE_SEED=                the crash loop's random seed (printed by every run)
 #   TORTURE_LONG_LINE_MIB=1024   size of the line without a newline (1 GiB; the daemon's
 #                                peak RSS must not grow by 384 MiB or more)
