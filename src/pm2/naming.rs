@@ -61,6 +61,14 @@ pub fn origin_of(path: &Path) -> FileOrigin {
     }
 }
 
+/// Whether `path`, whose origin is `origin`, is an app's combined `<name>.log` (PM2's
+/// `log_file`, every stream of the app in one file).
+pub fn is_combined(path: &Path, origin: &FileOrigin) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str()?.strip_suffix(".log"))
+        .is_some_and(|stem| stem == origin.service)
+}
+
 /// `<name>-<stream>-<digits>`: the per-instance form written when `merge_logs` is off.
 fn split_instance(base: &str) -> Option<FileOrigin> {
     let (head, digits) = base.rsplit_once('-')?;
@@ -119,6 +127,18 @@ mod tests {
         instance: Option<u32>,
     ) -> (String, Stream, Option<u32>) {
         (service.to_string(), stream, instance)
+    }
+
+    #[test]
+    fn only_the_name_only_log_is_combined() {
+        for (name, combined) in [
+            ("duck.log", true),
+            ("duck-out.log", false),
+            ("duck-error-3.log", false),
+        ] {
+            let path = Path::new("/logs").join(name);
+            assert_eq!(is_combined(&path, &origin_of(&path)), combined, "{name}");
+        }
     }
 
     #[test]

@@ -72,10 +72,15 @@ impl Fingerprint {
 }
 
 fn read_head(file: &File, len: u64) -> io::Result<Vec<u8>> {
+    read_at_most(file, 0, len)
+}
+
+/// Up to `len` bytes of `file` from `at` (fewer at its end).
+pub(super) fn read_at_most(file: &File, at: u64, len: u64) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len as usize];
     let mut filled = 0;
     while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], filled as u64) {
+        match file.read_at(&mut buf[filled..], at + filled as u64) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

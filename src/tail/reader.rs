@@ -10,10 +10,10 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use super::checkpoint::Checkpoint;
-use super::identity::{FileKey, Fingerprint};
+use super::identity::{read_at_most, FileKey, Fingerprint};
 use super::splitter::{self, LineSplitter, Piece};
 use crate::parse::{detect_level, parse_line, parse_pm2_json};
-use crate::pm2::naming::{origin_of, FileOrigin};
+use crate::pm2::naming::{is_combined, origin_of, FileOrigin};
 use crate::record::{Kind, Level, Record, TsSource};
 
 /// Bytes read per system call; also the most one file reads before others get a turn.
@@ -88,10 +88,7 @@ impl FileReader {
         };
         let now = Instant::now();
         let origin = origin_of(path);
-        let combined = path
-            .file_name()
-            .and_then(|n| n.to_str()?.strip_suffix(".log"))
-            .is_some_and(|stem| stem == origin.service);
+        let combined = is_combined(path, &origin);
         Ok(FileReader {
             file,
             key,
@@ -197,29 +194,15 @@ impl FileReader {
         Ok(f)
     }
 
-    /// Up to `n` bytes of the file from `at` (fewer at its end).
-    fn bytes_at(&self, at: u64, n: u64) -> io::Result<Vec<u8>> {
-        let mut buf = vec![0; n as usize];
-        let mut got = 0;
-        while got < buf.len() {
-            match self.file.read_at(&mut buf[got..], at + got as u64)? {
-                0 => break,
-                k => got += k,
-            }
-        }
-        buf.truncate(got);
-        Ok(buf)
-    }
-
     /// The file's first `n` bytes (fewer when it is shorter).
     pub fn head(&self, n: u64) -> io::Result<Vec<u8>> {
-        self.bytes_at(0, n)
+        read_at_most(&self.file, 0, n)
     }
 
     /// The file's last `n` bytes (fewer when it is shorter).
     pub fn tail(&self, n: u64) -> io::Result<Vec<u8>> {
         let len = self.size()?;
-        self.bytes_at(len.saturating_sub(n), n.min(len))
+        read_at_most(&self.file, len.saturating_sub(n), n.min(len))
     }
 
     /// Appends `bytes` to the file, checked to still be this file.

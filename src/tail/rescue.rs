@@ -61,8 +61,6 @@ struct Renamed {
     origin: FileOrigin,
     /// Renames counted up: the order of the checks.
     order: u64,
-    /// When PM2 answered `reloadLogs` (the check waits for it).
-    released: Option<Instant>,
     /// Bus gaps counted when it was renamed: one since, and the check gives up.
     gaps: u64,
     /// Per app stream of its origin, the number of the next message at the rename:
@@ -150,18 +148,10 @@ impl Rescues {
             Renamed {
                 origin,
                 order: self.renames,
-                released: None,
                 gaps: self.gaps,
                 marks,
             },
         );
-    }
-
-    /// PM2 answered (or the reload was given up).
-    pub fn released(&mut self, key: FileKey) {
-        if let Some(r) = self.renamed.get_mut(&key) {
-            r.released = Some(Instant::now());
-        }
     }
 
     pub fn forget(&mut self, key: FileKey) {
@@ -187,14 +177,21 @@ impl Rescues {
         Some(&self.renamed.get(&key)?.origin)
     }
 
-    /// Checks the renamed file `key`, given its last bytes (`old_tail`) and the first
+    /// Checks the renamed file `key`, given when PM2 answered `reloadLogs` for it
+    /// (`answered`: None while it has not), its last bytes (`old_tail`) and the first
     /// bytes of each other file of its app that is followed (`heads`: the next file
     /// among them, perhaps still empty).
-    pub fn check(&self, key: FileKey, old_tail: &[u8], heads: &[Vec<u8>]) -> Verdict {
+    pub fn check(
+        &self,
+        key: FileKey,
+        answered: Option<Instant>,
+        old_tail: &[u8],
+        heads: &[Vec<u8>],
+    ) -> Verdict {
         let Some(r) = self.renamed.get(&key) else {
             return Verdict::Finish;
         };
-        let Some(released) = r.released else {
+        let Some(released) = answered else {
             return Verdict::Wait;
         };
         if released.elapsed() < SETTLE {
@@ -416,45 +413,55 @@ mod tests {
         assert!(!r.holds(key, &origin()));
         let old = lines(0, 2).concat();
         let new = vec![b"seq=0003\n".to_vec()];
-        assert_eq!(r.check(key, old.as_bytes(), &new), Verdict::Wait);
-        r.released(key);
+        assert_eq!(r.check(key, None, old.as_bytes(), &new), Verdict::Wait);
         // PM2's last write to the old file may still be landing.
-        assert_eq!(r.check(key, old.as_bytes(), &new), Verdict::Wait);
-        answered_ago(&mut r, key, SETTLE);
-        // The next file is still empty.
-        assert_eq!(r.check(key, old.as_bytes(), &[vec![]]), Verdict::Wait);
         assert_eq!(
-            r.check(key, old.as_bytes(), &new),
+            r.check(key, ago(Duration::ZERO), old.as_bytes(), &new),
+            Verdict::Wait
+        );
+        // The next file is still empty.
+        assert_eq!(
+            r.check(key, ago(SETTLE), old.as_bytes(), &[vec![]]),
+            Verdict::Wait
+        );
+        assert_eq!(
+            r.check(key, ago(SETTLE), old.as_bytes(), &new),
             Verdict::PutBack("seq=0002\n".into())
         );
         // Long after, the next file still empty: the app fell silent after the write
         // PM2 dropped, and everything after the old file's end is put back.
-        answered_ago(&mut r, key, WAIT_FOR_NEXT);
         assert_eq!(
-            r.check(key, old.as_bytes(), &[vec![]]),
+            r.check(key, ago(WAIT_FOR_NEXT), old.as_bytes(), &[vec![]]),
             Verdict::PutBack("seq=0002\nseq=0003\n".into())
         );
         // No empty next file and nothing after the end: nothing to do.
-        assert_eq!(r.check(key, old.as_bytes(), &[]), Verdict::Finish);
+        assert_eq!(
+            r.check(key, ago(WAIT_FOR_NEXT), old.as_bytes(), &[]),
+            Verdict::Finish
+        );
         r.forget(key);
         assert!(!r.holds(later, &origin()));
-        r.released(later);
-        answered_ago(&mut r, later, SETTLE);
         assert_eq!(
-            r.check(later, old.as_bytes(), &new),
+            r.check(later, ago(SETTLE), old.as_bytes(), &new),
             Verdict::PutBack("seq=0002\n".into())
         );
         // Two processes writing one file: their order on the bus tells nothing.
         r.on_bus("app", Stream::Out, 1, "seq=0003\n");
-        assert_eq!(r.check(later, old.as_bytes(), &new), Verdict::Finish);
+        assert_eq!(
+            r.check(later, ago(SETTLE), old.as_bytes(), &new),
+            Verdict::Finish
+        );
         // A gap in the bus: nothing is known.
         r.gap();
-        assert_eq!(r.check(later, old.as_bytes(), &new), Verdict::Finish);
+        assert_eq!(
+            r.check(later, ago(SETTLE), old.as_bytes(), &new),
+            Verdict::Finish
+        );
     }
 
-    /// Makes PM2's answer to the reload of `key` as old as `ago`.
-    fn answered_ago(r: &mut Rescues, key: FileKey, ago: Duration) {
-        r.renamed.get_mut(&key).unwrap().released = Some(Instant::now() - ago);
+    /// A time `d` before now: when PM2 answered.
+    fn ago(d: Duration) -> Option<Instant> {
+        Some(Instant::now() - d)
     }
 
     #[test]
@@ -465,8 +472,6 @@ mod tests {
             r.on_bus("app", Stream::Out, 0, &l);
         }
         r.renamed(key, origin());
-        r.released(key);
-        answered_ago(&mut r, key, SETTLE);
         // Far more messages than are kept otherwise: the old file's end is still there.
         for l in lines(3, 3 + RECENT_CHUNKS * 2) {
             r.on_bus("app", Stream::Out, 0, &l);
@@ -474,12 +479,15 @@ mod tests {
         let old = lines(0, 2).concat();
         let new = vec![lines(3, 5).concat().into_bytes()];
         assert_eq!(
-            r.check(key, old.as_bytes(), &new),
+            r.check(key, ago(SETTLE), old.as_bytes(), &new),
             Verdict::PutBack("seq=0002\n".into())
         );
         // Past the bounds, the messages from before the rename are gone: given up.
         r.on_bus("app", Stream::Out, 0, &"x".repeat(PINNED_BYTES));
-        assert_eq!(r.check(key, old.as_bytes(), &new), Verdict::Finish);
+        assert_eq!(
+            r.check(key, ago(SETTLE), old.as_bytes(), &new),
+            Verdict::Finish
+        );
     }
 
     #[test]

@@ -181,10 +181,11 @@ pub struct Tailer {
     /// Records of the batch (indexes, ascending) shown early from the bus: `show`
     /// passes over them.
     shown_early: Vec<usize>,
-    /// Files renamed away by the rotator whose writer has not reopened its files yet.
-    /// Not finished however quiet they are: PM2 starved of CPU writes nothing for a
-    /// while, then its queued write still lands in the renamed file.
-    held_by_writer: HashSet<FileKey>,
+    /// Files renamed away by the rotator for a reload, with when their writer let go
+    /// (PM2 answered `reloadLogs`). Not finished before, however quiet they are: PM2
+    /// starved of CPU writes nothing for a while, then its queued write still lands in
+    /// the renamed file.
+    reloading: HashMap<FileKey, Option<Instant>>,
     /// PM2's recent bus messages and the files renamed for a reload, to put back the
     /// writes PM2 drops when it reopens (see [`rescue`]). Fed only while the bus is on.
     rescues: Rescues,
@@ -229,7 +230,7 @@ impl Tailer {
             refused: HashMap::new(),
             reconciles: HashMap::new(),
             shown_early: Vec::new(),
-            held_by_writer: HashSet::new(),
+            reloading: HashMap::new(),
             rescues: Rescues::default(),
         }
     }
@@ -435,7 +436,7 @@ impl Tailer {
                     reader.moved_to(&to);
                     reader.gone_since = Some(Instant::now());
                     reader.last_growth = Instant::now();
-                    self.held_by_writer.insert(key);
+                    self.reloading.insert(key, None);
                     if self.links.early.is_some() && !combined {
                         self.rescues.renamed(key, reader.origin().clone());
                     }
@@ -444,8 +445,9 @@ impl Tailer {
                 }
             }
             TailCommand::Released { key, back_to } => {
-                self.held_by_writer.remove(&key);
-                self.rescues.released(key);
+                if let Some(answered) = self.reloading.get_mut(&key) {
+                    *answered = Some(Instant::now());
+                }
                 if let Some(reader) = self.files.get_mut(&key) {
                     reader.last_growth = Instant::now();
                     if let Some(path) = back_to {
@@ -454,6 +456,7 @@ impl Tailer {
                         info!(path = %path.display(), "back at its path after a failed reload");
                         reader.moved_to(&path);
                         reader.gone_since = None;
+                        self.reloading.remove(&key);
                         self.rescues.forget(key);
                         self.by_path.insert(path, key);
                         self.publish(key);
@@ -762,7 +765,7 @@ impl Tailer {
             .filter(|f| {
                 f.gone_since.is_some_and(|t| t.elapsed() >= MIN_GONE)
                     && f.last_growth.elapsed() >= linger
-                    && !self.held_by_writer.contains(&f.key)
+                    && !matches!(self.reloading.get(&f.key), Some(None))
                     && !self.rescues.holds(f.key, f.origin())
             })
             .map(|f| f.key)
@@ -777,6 +780,7 @@ impl Tailer {
                 }
                 self.rescues.forget(key);
             }
+            self.reloading.remove(&key);
             if let Some(mut reader) = self.files.remove(&key) {
                 reader.flush_partial(&mut self.batch.records);
                 info!(path = %reader.path.display(), "finished a renamed or deleted file");
@@ -810,7 +814,8 @@ impl Tailer {
         let Ok(tail) = reader.tail(rescue::COMPARED_BYTES) else {
             return Verdict::Finish;
         };
-        let verdict = self.rescues.check(key, &tail, &heads);
+        let answered = self.reloading.get(&key).copied().flatten();
+        let verdict = self.rescues.check(key, answered, &tail, &heads);
         if let Verdict::PutBack(bytes) = &verdict {
             match reader.append(bytes.as_bytes()) {
                 Ok(()) => {
