@@ -102,8 +102,8 @@ fn feeds(key: &StreamKey, origin: &FileOrigin) -> bool {
 impl Rescues {
     /// A bus message of an app: kept while it is recent, or while a file of the app
     /// waits for its check.
-    pub fn on_bus(&mut self, service: &str, stream: Stream, pm_id: u32, data: &str) {
-        let key = (service.to_string(), stream, pm_id);
+    pub fn on_bus(&mut self, service: String, stream: Stream, pm_id: u32, data: String) {
+        let key = (service, stream, pm_id);
         if !self.recent.contains_key(&key) {
             self.recent
                 .retain(|_, r| r.last_seen.is_some_and(|t| t.elapsed() < IDLE));
@@ -117,7 +117,7 @@ impl Rescues {
         let recent = self.recent.entry(key).or_default();
         recent.last_seen = Some(Instant::now());
         recent.bytes += data.len();
-        recent.chunks.push_back(data.to_string());
+        recent.chunks.push_back(data);
         while recent.chunks.len() > max_chunks
             || (recent.bytes > max_bytes && recent.chunks.len() > 1)
         {
@@ -403,7 +403,7 @@ mod tests {
         let later = FileKey { dev: 1, ino: 3 };
         let mut r = Rescues::default();
         for l in lines(0, 4) {
-            r.on_bus("app", Stream::Out, 0, &l);
+            r.on_bus("app".into(), Stream::Out, 0, l);
         }
         r.renamed(key, origin());
         r.renamed(later, origin());
@@ -446,7 +446,7 @@ mod tests {
             Verdict::PutBack("seq=0002\n".into())
         );
         // Two processes writing one file: their order on the bus tells nothing.
-        r.on_bus("app", Stream::Out, 1, "seq=0003\n");
+        r.on_bus("app".into(), Stream::Out, 1, "seq=0003\n".into());
         assert_eq!(
             r.check(later, ago(SETTLE), old.as_bytes(), &new),
             Verdict::Finish
@@ -469,12 +469,12 @@ mod tests {
         let key = FileKey { dev: 1, ino: 2 };
         let mut r = Rescues::default();
         for l in lines(0, 3) {
-            r.on_bus("app", Stream::Out, 0, &l);
+            r.on_bus("app".into(), Stream::Out, 0, l);
         }
         r.renamed(key, origin());
         // Far more messages than are kept otherwise: the old file's end is still there.
         for l in lines(3, 3 + RECENT_CHUNKS * 2) {
-            r.on_bus("app", Stream::Out, 0, &l);
+            r.on_bus("app".into(), Stream::Out, 0, l);
         }
         let old = lines(0, 2).concat();
         let new = vec![lines(3, 5).concat().into_bytes()];
@@ -483,7 +483,7 @@ mod tests {
             Verdict::PutBack("seq=0002\n".into())
         );
         // Past the bounds, the messages from before the rename are gone: given up.
-        r.on_bus("app", Stream::Out, 0, &"x".repeat(PINNED_BYTES));
+        r.on_bus("app".into(), Stream::Out, 0, "x".repeat(PINNED_BYTES));
         assert_eq!(
             r.check(key, ago(SETTLE), old.as_bytes(), &new),
             Verdict::Finish
@@ -494,12 +494,12 @@ mod tests {
     fn recent_messages_are_bounded() {
         let mut r = Rescues::default();
         for l in lines(0, 1000) {
-            r.on_bus("app", Stream::Out, 0, &l);
+            r.on_bus("app".into(), Stream::Out, 0, l);
         }
         let recent = &r.recent[&("app".to_string(), Stream::Out, 0)];
         assert_eq!(recent.chunks.len(), RECENT_CHUNKS);
         assert_eq!(recent.chunks.back().unwrap(), "seq=0999\n");
-        r.on_bus("app", Stream::Out, 0, &"x".repeat(RECENT_BYTES * 2));
+        r.on_bus("app".into(), Stream::Out, 0, "x".repeat(RECENT_BYTES * 2));
         assert_eq!(
             r.recent[&("app".to_string(), Stream::Out, 0)].chunks.len(),
             1

@@ -905,9 +905,10 @@ impl Tailer {
                     self.rescues.gap();
                 }
                 BusNote::Chunk(chunk) => {
+                    self.announce(&chunk, &mut show);
+                    // Kept as it is: no copy on the followers' path.
                     self.rescues
-                        .on_bus(&chunk.service, chunk.stream, chunk.pm_id, &chunk.data);
-                    self.announce(chunk, &mut show);
+                        .on_bus(chunk.service, chunk.stream, chunk.pm_id, chunk.data);
                 }
             }
         }
@@ -919,8 +920,8 @@ impl Tailer {
 
     /// The lines of one bus message, each predicted at the next free place of its file;
     /// those that may be shown now go to `show`, a line's records together.
-    fn announce(&mut self, chunk: BusChunk, show: &mut Vec<Vec<Record>>) {
-        let Some(key) = self.file_of(&chunk) else {
+    fn announce(&mut self, chunk: &BusChunk, show: &mut Vec<Vec<Record>>) {
+        let Some(key) = self.file_of(chunk) else {
             return;
         };
         let Some(reader) = self.files.get(&key) else {
