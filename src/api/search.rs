@@ -14,6 +14,7 @@ use crate::record::{Kind, Level, Stream};
 
 pub(super) const KNOWN: &[&str] = &[
     "q", "service", "stream", "level", "kind", "since", "until", "limit", "order", "cursor",
+    "cache",
 ];
 
 pub async fn search(
@@ -37,6 +38,7 @@ pub async fn search(
 /// Turns the query string into a search request, refusing anything malformed.
 pub fn request_from(p: &Params) -> Result<SearchRequest, ApiError> {
     let order = p.parsed("order", choice(&["asc", "desc"]))?;
+    let cache = p.parsed("cache", choice(&["true", "false"]))?;
     let limit = p.limit(MAX_LIMIT)?;
     let after = p.parsed("cursor", |v| {
         SortKey::decode(v).ok_or_else(|| format!("\"{v}\" is not a cursor from a previous page"))
@@ -49,6 +51,7 @@ pub fn request_from(p: &Params) -> Result<SearchRequest, ApiError> {
             Order::Desc
         },
         after,
+        fresh: cache.as_deref() == Some("false"),
         ..filters_from(p)?
     })
 }

@@ -94,6 +94,21 @@ async fn search_answers_in_timeline_order_with_exact_totals() {
     assert_eq!(body["hits"][0]["stream"], "err");
     assert_eq!(body["hits"][0]["level"], "error");
 
+    // Counted afresh or from the counts kept by the searches before: the same answer.
+    for cache in ["true", "false", "true"] {
+        let (status, body) = api
+            .get(&format!(
+                "/api/search?q=%22upstream%20timeout%22&cache={cache}"
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["total"], 2, "cache={cache}");
+        assert_eq!(
+            messages(&body),
+            ["GET /orders 504 upstream timeout", "ERROR upstream timeout"]
+        );
+    }
+
     let (_, body) = api.get("/api/search?service=duck&kind=line").await;
     assert_eq!(
         messages(&body),
@@ -153,6 +168,10 @@ async fn search_refuses_each_bad_parameter_by_name() {
         ),
         ("/api/search?limit=-1", "parameter \"limit\""),
         ("/api/search?order=random", "parameter \"order\""),
+        (
+            "/api/search?cache=no",
+            "parameter \"cache\": \"no\" is not one of true, false",
+        ),
         ("/api/search?cursor=../../etc", "parameter \"cursor\""),
     ] {
         api.bad(uri, says).await;

@@ -50,8 +50,9 @@ pub struct Timeline {
     pub index: Index,
     pub fields: Fields,
     pub reader: IndexReader,
-    /// Timestamp bounds per block of each segment, for [`order::top_in_order`].
-    pub bounds: Arc<order::BoundsCache>,
+    /// What searches learn once per segment: timestamp bounds per block, sort-key
+    /// columns, exact counts of queries (`index::order`).
+    pub segments: Arc<order::SegmentCache>,
     /// tantivy's `meta.json`, rewritten by every commit and every merge.
     pub meta: PathBuf,
 }
@@ -95,7 +96,7 @@ impl Timeline {
             index,
             fields,
             reader,
-            bounds: Arc::default(),
+            segments: Arc::default(),
             meta: dir.join("meta.json"),
         })
     }

@@ -93,16 +93,30 @@ impl Span {
     }
 }
 
-/// Per-block timestamp bounds and the opened sort-key columns of the segments seen,
-/// shared by every search of a timeline. Segments never change, so neither do these.
+/// What searches learn once per segment, shared by every search of a timeline: the
+/// per-block timestamp bounds, the opened sort-key columns, and the exact number of
+/// matches of the queries whose count had to visit every match. Segments never change
+/// (only their deletes grow, which is part of a count's key), so neither do these.
 /// Opening a column is not free: the timestamp and offset columns deserialize the
 /// parameters of every 512-document block (about 20,000 of them in a segment of 10 M
-/// lines), which was a sixth of a selective query's time when done per query.
+/// lines), which was a sixth of a selective query's time when done per query. A count
+/// is what a phrase over a merged index spends most of its time on (checking the word
+/// positions of every match), and a search is asked again as a page is turned, a limit
+/// changed or a view refreshed, while most of the index sits in segments that will not
+/// change until a merge.
 #[derive(Default)]
-pub struct BoundsCache {
+pub struct SegmentCache {
     segments: Mutex<HashMap<(SegmentId, u32), Arc<Bounds>>>,
     columns: Mutex<HashMap<SegmentId, Arc<Columns>>>,
+    counts: Mutex<HashMap<CountKey, u64>>,
 }
+
+/// A query (as [`SearchRequest`](super::search::SearchRequest)'s filters spell it,
+/// without time), a segment, and how many of its documents were deleted when counted.
+type CountKey = (Arc<str>, SegmentId, u32);
+
+/// Most counts kept: a few hundred queries over a merged index's few dozen segments.
+const MAX_COUNTS: usize = 8192;
 
 /// The oldest and newest timestamp of each block of documents (block `b` holds documents
 /// `b * block ..`). Deleted documents are counted in: a bound may be loose, never wrong.
@@ -131,7 +145,7 @@ impl Bounds {
     }
 }
 
-impl BoundsCache {
+impl SegmentCache {
     fn get(
         &self,
         searcher: &Searcher,
@@ -186,6 +200,33 @@ impl BoundsCache {
             map.retain(|seg, _| live.contains(seg));
         }
         Some(cols)
+    }
+
+    /// The number of live matches in `reader`'s segment of the query `key`, when counted
+    /// before with the same deletes.
+    fn count(&self, key: &Arc<str>, reader: &SegmentReader) -> Option<u64> {
+        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let id = (key.clone(), reader.segment_id(), reader.num_deleted_docs());
+        counts.get(&id).copied()
+    }
+
+    /// Keeps the count of `key` in `reader`'s segment; counts of segments `searcher`
+    /// no longer has are let go, and all of them when there are too many.
+    fn keep_count(&self, searcher: &Searcher, key: &Arc<str>, reader: &SegmentReader, n: u64) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if counts.len() >= MAX_COUNTS {
+            let readers = searcher.segment_readers();
+            counts.retain(|(_, seg, deleted), _| {
+                readers
+                    .iter()
+                    .any(|r| r.segment_id() == *seg && r.num_deleted_docs() == *deleted)
+            });
+            if counts.len() >= MAX_COUNTS {
+                counts.clear();
+            }
+        }
+        let id = (key.clone(), reader.segment_id(), reader.num_deleted_docs());
+        counts.insert(id, n);
     }
 
     #[cfg(test)]
@@ -330,7 +371,7 @@ const ONE_PASS_MATCHES: u64 = 20_000;
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn top_in_order(
     searcher: &Searcher,
-    cache: &BoundsCache,
+    cache: &SegmentCache,
     query: &dyn Query,
     span: Span,
     limit: usize,
@@ -347,7 +388,7 @@ pub(crate) fn top_in_order(
             let Some(cols) = cache.columns(searcher, reader) else {
                 continue;
             };
-            let all = std::iter::once((0..reader.max_doc(), true));
+            let all = std::iter::once((0..reader.max_doc(), Tally::No));
             let to = Scan {
                 ord: ord as u32,
                 order,
@@ -368,12 +409,15 @@ pub(crate) fn top_in_order(
 /// `order` within `page` (a part of `span`) strictly after `after`, best first. For
 /// queries whose exact count must visit every match (a phrase, several words, a time
 /// span): the walk that finds the page counts the matches of the blocks it reads, and
-/// the blocks it leaves are only counted, so every match is visited once.
+/// the blocks it leaves are only counted, so every match is visited once. With `key`
+/// (the query spelled without its time span), the count of a segment lying wholly
+/// within `span` is kept, and the next search with that key takes it from there.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn count_and_top(
     searcher: &Searcher,
-    cache: &BoundsCache,
+    cache: &SegmentCache,
     query: &dyn Query,
+    key: Option<Arc<str>>,
     span: Span,
     page: Span,
     limit: usize,
@@ -382,17 +426,36 @@ pub(crate) fn count_and_top(
     walk: Walk,
 ) -> tantivy::Result<(u64, Vec<(SortKey, DocAddress)>)> {
     let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
+    let count = Count { span, key };
     walk_blocks(
         searcher,
         cache,
         &*weight,
-        Some(span),
+        Some(&count),
         page,
         limit,
         order,
         after,
         walk,
     )
+}
+
+/// What a walk counts: the matches within `span`, and under which key whole segments'
+/// counts are kept.
+struct Count {
+    span: Span,
+    key: Option<Arc<str>>,
+}
+
+/// Whether the matches of a block count toward the total.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tally {
+    /// No: the block is read only for the page (its segment's count is known).
+    No,
+    /// Yes, each: the block lies wholly within the counted span.
+    Whole,
+    /// Those whose timestamp is within the counted span.
+    InSpan,
 }
 
 /// One block of one segment in a walk.
@@ -403,20 +466,19 @@ struct Step {
     /// Index into the walk's segments.
     seg: u32,
     block: u32,
-    /// The block lies wholly inside the counted span: its matches count without a
-    /// timestamp read.
-    whole: bool,
+    tally: Tally,
 }
 
 /// The walk behind [`top_in_order`] and [`count_and_top`]: blocks best first, in rounds,
-/// until no unread block can beat the kept hits; with `count`, the matches within that
-/// span are counted on the way and in the blocks left over.
+/// until no unread block can beat the kept hits; with `count`, the matches within its
+/// span are counted on the way and in the blocks left over, except in segments whose
+/// count is kept.
 #[allow(clippy::too_many_arguments)]
 fn walk_blocks(
     searcher: &Searcher,
-    cache: &BoundsCache,
+    cache: &SegmentCache,
     weight: &dyn Weight,
-    count: Option<Span>,
+    count: Option<&Count>,
     page: Span,
     limit: usize,
     order: Order,
@@ -425,9 +487,12 @@ fn walk_blocks(
 ) -> tantivy::Result<(u64, Vec<(SortKey, DocAddress)>)> {
     let cursor = after.map(|a| rank(order, a));
     let mut kept = Kept::new(limit, None);
+    let mut total = 0u64;
     // Every block of every segment that can give the page or must be counted, best
     // first by what its timestamps allow (blocks that can give nothing last).
     let mut segments = Vec::new();
+    // Segments counted whole under the count's key, whose count is to be kept.
+    let mut to_keep = Vec::new();
     let mut steps: Vec<Step> = Vec::new();
     for (ord, reader) in searcher.segment_readers().iter().enumerate() {
         if reader.num_docs() == 0 {
@@ -438,15 +503,33 @@ fn walk_blocks(
         };
         let bounds = cache.get(searcher, reader, &*cols.ts, walk.block);
         let seg = segments.len() as u32;
-        for (b, (&lo, &hi)) in bounds.oldest.iter().zip(&bounds.newest).enumerate() {
+        let tally_of = |lo: i64, hi: i64| match count {
+            Some(c) if c.span.contains(lo) && c.span.contains(hi) => Tally::Whole,
+            Some(c) if c.span.clip(lo, hi).is_some() => Tally::InSpan,
+            _ => Tally::No,
+        };
+        let blocks = || bounds.oldest.iter().zip(&bounds.newest);
+        let mut known = false;
+        if let Some(key) = count.and_then(|c| c.key.as_ref()) {
+            if blocks().all(|(&lo, &hi)| tally_of(lo, hi) == Tally::Whole) {
+                match cache.count(key, reader) {
+                    Some(n) => {
+                        total += n;
+                        known = true;
+                    }
+                    None => to_keep.push(seg),
+                }
+            }
+        }
+        for (b, (&lo, &hi)) in blocks().enumerate() {
             let best = page.clip(lo, hi).map(|(lo, hi)| best_in(order, lo, hi));
-            let counted = count.is_some_and(|s| s.clip(lo, hi).is_some());
-            if best.is_some() || counted {
+            let tally = if known { Tally::No } else { tally_of(lo, hi) };
+            if best.is_some() || tally != Tally::No {
                 steps.push(Step {
                     best,
                     seg,
                     block: b as u32,
-                    whole: count.is_some_and(|s| s.contains(lo) && s.contains(hi)),
+                    tally,
                 });
             }
         }
@@ -465,12 +548,14 @@ fn walk_blocks(
         chosen
     };
     let wanted = |kept: &Kept, step: &Step| step.best.is_some_and(|b| kept.wants(b));
+    let span = count.map(|c| c.span);
+    // Matches counted per segment, for the counts to keep.
+    let mut counted = vec![0u64; segments.len()];
 
     // Rounds of twice as many blocks each: a common word stops after the first round, a
     // rare one costs a few scorers per segment, not one per block. Once `limit` hits are
     // kept, a round is at most `max_window` (it is read to its end even when its first
     // blocks already beat the rest) and ends at the first block that cannot beat them.
-    let mut total = 0u64;
     let mut round = (walk.first_window / walk.block).max(1) as usize;
     let max_round = (walk.max_window / walk.block).max(1) as usize;
     let mut next = 0;
@@ -485,7 +570,7 @@ fn walk_blocks(
             |run| run.len() as u64 * u64::from(walk.block),
             |runs| {
                 let mut mine = Kept::new(limit, floor);
-                let mut n = 0u64;
+                let mut n = Vec::with_capacity(runs.len());
                 for run in runs {
                     let (ord, reader, cols) = &segments[run[0].seg as usize];
                     let to = Scan {
@@ -494,14 +579,17 @@ fn walk_blocks(
                         span: page,
                         cursor,
                     };
-                    let ranges = run.iter().map(|s| (docs(s), s.whole));
-                    n += scan_ranges(weight, reader, cols, ranges, to, count, &mut mine)?;
+                    let ranges = run.iter().map(|s| (docs(s), s.tally));
+                    let c = scan_ranges(weight, reader, cols, ranges, to, span, &mut mine)?;
+                    n.push((run[0].seg, c));
                 }
                 Ok((n, mine))
             },
         )?;
         for (n, part) in found {
-            total += n;
+            for (seg, c) in n {
+                counted[seg as usize] += c;
+            }
             kept.absorb(part);
         }
         next = end;
@@ -511,29 +599,52 @@ fn walk_blocks(
         }
     }
 
-    if let Some(span) = count {
+    if let Some(span) = span {
         // What the walk left cannot give the page: only counted.
-        let rest = by_segment(steps[next..].to_vec());
+        let rest = by_segment(
+            steps[next..]
+                .iter()
+                .filter(|s| s.tally != Tally::No)
+                .copied()
+                .collect(),
+        );
         let runs = runs_of(&rest);
         let parts = on_two_cores(
             runs,
             |run| run.len() as u64 * u64::from(walk.block),
             |runs| {
-                let mut n = 0u64;
+                let mut n = Vec::with_capacity(runs.len());
                 for run in runs {
                     let (_, reader, cols) = &segments[run[0].seg as usize];
-                    let ranges = run.iter().map(|s| (docs(s), s.whole));
-                    for_each_match(weight, reader, ranges, |doc, &whole| {
-                        if whole || span.contains(cols.ts.get_val(doc)) {
-                            n += 1;
+                    let ranges = run.iter().map(|s| (docs(s), s.tally));
+                    let mut c = 0u64;
+                    for_each_match(weight, reader, ranges, |doc, &tally| {
+                        if tally == Tally::Whole
+                            || (tally == Tally::InSpan && span.contains(cols.ts.get_val(doc)))
+                        {
+                            c += 1;
                         }
                     })?;
+                    n.push((run[0].seg, c));
                 }
                 Ok(n)
             },
         )?;
-        total += parts.into_iter().sum::<u64>();
+        for (seg, c) in parts.into_iter().flatten() {
+            counted[seg as usize] += c;
+        }
     }
+    if let Some(key) = count.and_then(|c| c.key.as_ref()) {
+        for seg in to_keep {
+            cache.keep_count(
+                searcher,
+                key,
+                segments[seg as usize].1,
+                counted[seg as usize],
+            );
+        }
+    }
+    total += counted.iter().sum::<u64>();
     Ok((total, best_first(kept, order)))
 }
 
@@ -639,23 +750,27 @@ fn for_each_match<T>(
 }
 
 /// Offers every live match of one segment in `ranges` that comes after the cursor, and
-/// with `count` returns how many of them lie in that span (a range tagged true lies in
-/// it wholly: no check). A match whose timestamp alone rules it out costs one column
-/// read.
+/// returns how many of them count toward the total within `count`, as each range's
+/// tally says. A match whose timestamp alone rules it out costs one column read.
 fn scan_ranges(
     weight: &dyn Weight,
     reader: &SegmentReader,
     cols: &Columns,
-    ranges: impl Iterator<Item = (std::ops::Range<DocId>, bool)>,
+    ranges: impl Iterator<Item = (std::ops::Range<DocId>, Tally)>,
     to: Scan,
     count: Option<Span>,
     kept: &mut Kept,
 ) -> tantivy::Result<u64> {
     let mut worst = kept.worst();
     let mut n = 0u64;
-    for_each_match(weight, reader, ranges, |doc, &whole| {
+    for_each_match(weight, reader, ranges, |doc, &tally| {
         let ts = cols.ts.get_val(doc);
-        if count.is_some_and(|s| whole || s.contains(ts)) {
+        let counts = match tally {
+            Tally::No => false,
+            Tally::Whole => true,
+            Tally::InSpan => count.is_some_and(|s| s.contains(ts)),
+        };
+        if counts {
             n += 1;
         }
         if to.wants(ts, worst) {
@@ -854,7 +969,7 @@ mod tests {
                             {
                                 let got = top_in_order(
                                     &searcher,
-                                    &timeline.bounds,
+                                    &timeline.segments,
                                     &*unranged,
                                     span,
                                     limit,
@@ -878,10 +993,15 @@ mod tests {
                                         (Some(a), Order::Desc) => span.until(a.ts + 1),
                                         (Some(a), Order::Asc) => span.since(a.ts),
                                     };
+                                    // Under the key `q`: the first call of a
+                                    // query counts whole segments and keeps the
+                                    // counts, the calls after take them (until the
+                                    // deletes change them).
                                     let (n, top) = count_and_top(
                                         &searcher,
-                                        &timeline.bounds,
+                                        &timeline.segments,
                                         &*unranged,
+                                        Some(q.into()),
                                         span,
                                         page,
                                         limit,
@@ -905,8 +1025,8 @@ mod tests {
         // Bounds were built and columns opened for every segment (at the walk's one block
         // size here), and are kept only for segments still in the index.
         let segments = timeline.reader.searcher().segment_readers().len();
-        assert_eq!(timeline.bounds.len(), segments);
-        assert_eq!(timeline.bounds.columns_len(), segments);
+        assert_eq!(timeline.segments.len(), segments);
+        assert_eq!(timeline.segments.columns_len(), segments);
 
         // Merged into one segment: what was kept for the others is let go by the next
         // search, which opens the new segment's columns.
@@ -923,7 +1043,32 @@ mod tests {
         };
         let found = crate::index::search::search(&timeline, &req).unwrap();
         assert!(found.total > 0);
-        assert_eq!(timeline.bounds.len(), 1);
-        assert_eq!(timeline.bounds.columns_len(), 1);
+        assert_eq!(timeline.segments.len(), 1);
+        assert_eq!(timeline.segments.columns_len(), 1);
+
+        // The count of the one segment is kept, and the next search takes it from there
+        // without visiting a match: a count planted under its key is what it reports.
+        let searcher = timeline.reader.searcher();
+        let reader = &searcher.segment_readers()[0];
+        let key = super::super::search::count_key(&req);
+        assert_eq!(timeline.segments.count(&key, reader), Some(found.total));
+        let again = crate::index::search::search(&timeline, &req).unwrap();
+        assert_eq!((again.total, &again.hits), (found.total, &found.hits));
+        timeline
+            .segments
+            .keep_count(&searcher, &key, reader, 999_999);
+        let planted = crate::index::search::search(&timeline, &req).unwrap();
+        assert_eq!((planted.total, &planted.hits), (999_999, &found.hits));
+        // A time span that leaves part of the segment out counts it afresh.
+        let since = DateTime::<Utc>::from_timestamp(1_772_000_000 + 300, 0).unwrap();
+        let spanned = SearchRequest {
+            since: Some(since),
+            ..req.clone()
+        };
+        let query = build_query(&timeline, &spanned).unwrap();
+        let want = query.count(&searcher).unwrap() as u64;
+        let got = crate::index::search::search(&timeline, &spanned).unwrap();
+        assert_eq!(got.total, want);
+        assert!(want < found.total, "{want} of {}", found.total);
     }
 }

@@ -80,6 +80,9 @@ pub struct SearchRequest {
     pub order: Order,
     /// Only hits after this one in the chosen order (the `next` of a previous page).
     pub after: Option<SortKey>,
+    /// Count every match afresh rather than take the counts of whole segments kept from
+    /// earlier searches (`cache=false`: what a benchmark of the first search measures).
+    pub fresh: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -175,8 +178,9 @@ pub fn search(timeline: &Timeline, req: &SearchRequest) -> Result<SearchResult, 
         // The count visits every match: the page comes from the same pass.
         let (total, top) = order::count_and_top(
             &searcher,
-            &timeline.bounds,
+            &timeline.segments,
             &*query,
+            (!req.fresh).then(|| count_key(req)),
             span,
             page_span(span, req),
             limit,
@@ -201,6 +205,25 @@ pub fn search(timeline: &Timeline, req: &SearchRequest) -> Result<SearchResult, 
         next,
         took_ms: (started.elapsed().as_micros() as f64) / 1000.0,
     })
+}
+
+/// The request's query as the count cache knows it (`order::SegmentCache`): everything
+/// that chooses the matches but their time span, which the walk applies per segment.
+pub(crate) fn count_key(req: &SearchRequest) -> std::sync::Arc<str> {
+    let SearchRequest {
+        q,
+        services,
+        stream,
+        level,
+        kind,
+        since: _,
+        until: _,
+        limit: _,
+        order: _,
+        after: _,
+        fresh: _,
+    } = req;
+    format!("{:?} {services:?} {stream:?} {level:?} {kind:?}", q.trim()).into()
 }
 
 /// One page of hits with their keys, from a given searcher (a follow pins the one it
@@ -233,7 +256,7 @@ fn page(
 ) -> Result<Vec<(SortKey, Hit)>, SearchError> {
     let keyed = order::top_in_order(
         searcher,
-        &timeline.bounds,
+        &timeline.segments,
         query,
         page_span(span, req),
         req.limit.clamp(1, MAX_LIMIT),
