@@ -33,6 +33,9 @@ pub(crate) struct Walk {
     /// blocks already gave better matches than the rest can, so unbounded doubling
     /// would read up to twice the blocks needed.
     pub max_window: u32,
+    /// Matches a scan gathers by timestamp before it cuts them and reads their keys (at
+    /// least; four times the limit when that is more): [`Batch`].
+    pub batch: usize,
 }
 
 impl Walk {
@@ -40,6 +43,7 @@ impl Walk {
         block: 4096,
         first_window: 16 * 4096,
         max_window: 64 * 4096,
+        batch: 1024,
     };
 }
 
@@ -410,6 +414,7 @@ pub(crate) fn top_in_order(
                 order,
                 span,
                 cursor,
+                batch: walk.batch,
             };
             scan_ranges(&*weight, reader, &cols, all, to, None, &mut kept)?;
         }
@@ -594,6 +599,7 @@ fn walk_blocks(
                         order,
                         span: page,
                         cursor,
+                        batch: walk.batch,
                     };
                     let ranges = run.iter().map(|s| (docs(s), s.tally));
                     let c = scan_ranges(weight, reader, cols, ranges, to, span, &mut mine)?;
@@ -728,6 +734,8 @@ struct Scan {
     order: Order,
     span: Span,
     cursor: Option<SortKey>,
+    /// [`Walk::batch`].
+    batch: usize,
 }
 
 impl Scan {
@@ -735,6 +743,67 @@ impl Scan {
     /// hit kept from its timestamp alone.
     fn wants(&self, ts: i64, worst: Option<SortKey>) -> bool {
         self.span.contains(ts) && worst.is_none_or(|w| best_in(self.order, ts, ts) > w)
+    }
+
+    /// The timestamp as it leads a rank (see [`rank`]); its own inverse.
+    fn rank_ts(&self, ts: i64) -> i64 {
+        match self.order {
+            Order::Desc => ts,
+            Order::Asc => !ts,
+        }
+    }
+
+    /// Whether `doc` at `ts` comes after the cursor: told by the timestamp, unless it is
+    /// the cursor's own (then by the whole key).
+    fn after_cursor(&self, cols: &Columns, doc: DocId, ts: i64) -> bool {
+        self.cursor.is_none_or(|c| {
+            let r = self.rank_ts(ts);
+            r < c.ts || (r == c.ts && rank(self.order, cols.key(doc, ts)) < c)
+        })
+    }
+}
+
+/// Matches wanted by their timestamp, waiting for their whole keys. The rest of a key
+/// (file, offset, sub) is three column reads, and in an index written in time order
+/// nearly every match of a block read newest first beats the worst hit kept: reading
+/// every key was a quarter of a common word's search. A full batch is cut to its best
+/// `limit` by timestamp (ties kept) before any key is read; what is cut cannot be among
+/// the best, as the batch alone holds `limit` better ones.
+struct Batch {
+    /// (rank timestamp, document), each after the cursor.
+    items: Vec<(i64, DocId)>,
+    limit: usize,
+    size: usize,
+}
+
+impl Batch {
+    fn new(limit: usize, least: usize) -> Batch {
+        let limit = limit.max(1);
+        let size = (4 * limit).max(least);
+        Batch {
+            items: Vec::with_capacity(size),
+            limit,
+            size,
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.items.len() >= self.size
+    }
+
+    /// Offers the batch's best to `kept` with their keys, and empties it.
+    fn drain_into(&mut self, kept: &mut Kept, cols: &Columns, to: Scan) {
+        if self.items.len() > self.limit {
+            let nth = self.limit - 1;
+            self.items.select_nth_unstable_by(nth, |a, b| b.0.cmp(&a.0));
+            let edge = self.items[nth].0;
+            self.items.retain(|(r, _)| *r >= edge);
+        }
+        for (r, doc) in self.items.drain(..) {
+            let ts = to.rank_ts(r);
+            kept.offer(rank(to.order, cols.key(doc, ts)), to.ord, doc);
+        }
+        kept.settle();
     }
 }
 
@@ -768,7 +837,8 @@ fn for_each_match<T>(
 
 /// Offers every live match of one segment in `ranges` that comes after the cursor, and
 /// returns how many of them count toward the total within `count`, as each range's
-/// tally says. A match whose timestamp alone rules it out costs one column read.
+/// tally says. A match whose timestamp alone rules it out costs one column read; the
+/// others wait in a [`Batch`] for the rest of their keys.
 fn scan_ranges(
     weight: &dyn Weight,
     reader: &SegmentReader,
@@ -780,6 +850,7 @@ fn scan_ranges(
 ) -> tantivy::Result<u64> {
     let mut worst = kept.worst();
     let mut n = 0u64;
+    let mut batch = Batch::new(kept.limit, to.batch);
     for_each_match(weight, reader, ranges, |doc, &tally| {
         let ts = cols.ts.get_val(doc);
         let counts = match tally {
@@ -790,14 +861,15 @@ fn scan_ranges(
         if counts {
             n += 1;
         }
-        if to.wants(ts, worst) {
-            let ranked = rank(to.order, cols.key(doc, ts));
-            if to.cursor.is_none_or(|c| ranked < c) {
-                kept.offer(ranked, to.ord, doc);
+        if to.wants(ts, worst) && to.after_cursor(cols, doc, ts) {
+            batch.items.push((to.rank_ts(ts), doc));
+            if batch.is_full() {
+                batch.drain_into(kept, cols, to);
                 worst = kept.worst();
             }
         }
     })?;
+    batch.drain_into(kept, cols, to);
     Ok(n)
 }
 
@@ -935,10 +1007,12 @@ mod tests {
         timeline.reader.reload().unwrap();
         let searcher = timeline.reader.searcher();
         assert!(searcher.segment_readers().len() >= 2);
+        // Batches of a few matches: most scans cut theirs by timestamp several times.
         let walk = Walk {
             block: 8,
             first_window: 32,
             max_window: 64,
+            batch: 4,
         };
         let mut compared = 0;
         let mut one_pass = 0;
