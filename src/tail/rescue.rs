@@ -63,8 +63,8 @@ struct Renamed {
     order: u64,
     /// Bus gaps counted when it was renamed: one since, and the check gives up.
     gaps: u64,
-    /// Per app stream of its origin, the number of the next message at the rename:
-    /// the message before it must still be kept when the check is made.
+    /// Per app stream of its origin heard of by then, the number of the next message at
+    /// the rename: the message before it must still be kept when the check is made.
     marks: HashMap<u32, u64>,
 }
 
@@ -207,12 +207,15 @@ impl Rescues {
         let (Some((writer, recent)), None) = (writers.next(), writers.next()) else {
             return Verdict::Finish;
         };
-        // The last message from before the rename must still be kept (a stream first
-        // heard of after the rename has none: nothing to lay against the old file).
-        let kept_from_before = r
-            .marks
-            .get(&writer.2)
-            .is_some_and(|&mark| mark > recent.first);
+        // The last message from before the rename must still be kept. A stream first
+        // heard of after the rename is whole while its first message is kept: the bus
+        // and the files are read on different threads, so the message of the write that
+        // set off the rename may be handled after it (and the alignment below still
+        // needs the old file's end among the messages).
+        let kept_from_before = match r.marks.get(&writer.2) {
+            Some(&mark) => mark > recent.first,
+            None => recent.first == 0,
+        };
         if !kept_from_before {
             return Verdict::Finish;
         }
@@ -483,6 +486,46 @@ mod tests {
             Verdict::PutBack("seq=0002\n".into())
         );
         // Past the bounds, the messages from before the rename are gone: given up.
+        r.on_bus("app".into(), Stream::Out, 0, "x".repeat(PINNED_BYTES));
+        assert_eq!(
+            r.check(key, ago(SETTLE), old.as_bytes(), &new),
+            Verdict::Finish
+        );
+    }
+
+    /// The file watcher may see the write that sets off a rename before the bus thread
+    /// has handled its message: the app's stream is first heard of after the rename.
+    #[test]
+    fn a_stream_first_heard_of_after_the_rename_is_checked_from_its_first_message() {
+        let key = FileKey { dev: 1, ino: 2 };
+        let mut r = Rescues::default();
+        r.renamed(key, origin());
+        for l in lines(0, 4) {
+            r.on_bus("app".into(), Stream::Out, 0, l);
+        }
+        let old = lines(0, 2).concat();
+        let new = vec![b"seq=0003\n".to_vec()];
+        assert_eq!(
+            r.check(key, ago(SETTLE), old.as_bytes(), &new),
+            Verdict::PutBack("seq=0002\n".into())
+        );
+        // Only the messages from after the rename, the old file's end not among them:
+        // nothing to lay against it.
+        let mut r = Rescues::default();
+        r.renamed(key, origin());
+        for l in lines(2, 4) {
+            r.on_bus("app".into(), Stream::Out, 0, l);
+        }
+        assert_eq!(
+            r.check(key, ago(SETTLE), old.as_bytes(), &new),
+            Verdict::Finish
+        );
+        // Its first message no longer kept: given up.
+        let mut r = Rescues::default();
+        r.renamed(key, origin());
+        for l in lines(0, 4) {
+            r.on_bus("app".into(), Stream::Out, 0, l);
+        }
         r.on_bus("app".into(), Stream::Out, 0, "x".repeat(PINNED_BYTES));
         assert_eq!(
             r.check(key, ago(SETTLE), old.as_bytes(), &new),

@@ -424,6 +424,10 @@ impl Tailer {
     fn command(&mut self, c: TailCommand) {
         match c {
             TailCommand::Moved { key, to } => {
+                // What the bus brought before the rename is taken first: a gap in it
+                // (every connection starts with one) taken after would give the file's
+                // check up.
+                self.take_early();
                 if let Some(reader) = self.files.get_mut(&key) {
                     // The combined file holds every stream of the app: the bus's order of
                     // one stream says nothing about its end.

@@ -680,6 +680,20 @@ fn a_line_pm2_writes_into_the_renamed_file_before_it_answers_reload_is_kept() {
 /// archive, and counted in `/metrics`.
 #[test]
 fn a_write_pm2_drops_at_reload_is_put_back_from_its_bus() {
+    put_back_from_the_bus(false);
+}
+
+/// The same when the daemon reads the app's bus message of the write that set off the
+/// rotation only after the rename (the bus and the files are read on different
+/// threads): the app's stream is first heard of after the rename.
+#[test]
+fn a_dropped_write_is_put_back_when_the_bus_is_read_after_the_rename() {
+    put_back_from_the_bus(true);
+}
+
+/// A fake PM2 drops a write at a reload, as described above; with `bus_late` the bus
+/// message of the lines that fill the file comes after the rename.
+fn put_back_from_the_bus(bus_late: bool) {
     use std::sync::{Arc, Mutex};
     let (p, home) = reload_project();
     let bus_listener = std::os::unix::net::UnixListener::bind(home.join("pub.sock")).unwrap();
@@ -711,6 +725,9 @@ fn a_write_pm2_drops_at_reload_is_put_back_from_its_bus() {
     let reloads = fake_rpc(&home, RELOADED, move || {
         let renamed = archives(&dir, "app-out");
         assert_eq!(renamed.len(), 1, "{renamed:?}");
+        if bus_late {
+            pm2_say(&lines_over_max_size());
+        }
         pm2_say(queued);
         append(&renamed[0], queued);
         pm2_say(dropped);
@@ -727,7 +744,9 @@ fn a_write_pm2_drops_at_reload_is_put_back_from_its_bus() {
     let d = start_on(&p, &home, true);
     *bus.lock().unwrap() = Some(bus_listener.accept().unwrap().0);
     let lines = lines_over_max_size();
-    say(&lines);
+    if !bus_late {
+        say(&lines);
+    }
     append(&live, &lines);
     let renamed = reloads.recv_timeout(Duration::from_secs(20)).unwrap();
     d.wait_total(&[("service", "app")], 65, 20);
