@@ -99,13 +99,14 @@ async fn serve(config: &Config) -> Result<()> {
     });
     let tx = RecordSink::new(index_tx, live.clone());
     let stop = Arc::new(AtomicBool::new(false));
+    let bus_stop = pm2::bus::Stop::new(stop.clone());
     let index_thread = std::thread::Builder::new()
         .name("index".into())
         .spawn(move || indexer.run(rx))?;
 
     // A task, not a thread: see `pm2::bus`.
     let bus_task = config.pm2.bus.then(|| {
-        let (home, tx, stop) = (config.pm2.home.clone(), tx.clone(), stop.clone());
+        let (home, tx, stop) = (config.pm2.home.clone(), tx.clone(), bus_stop.clone());
         tokio::spawn(pm2::bus::run(home, tx, stop, bus_watch.clone()))
     });
 
@@ -201,6 +202,7 @@ async fn serve(config: &Config) -> Result<()> {
 
     info!("stopping: finishing reads and committing");
     stop.store(true, Ordering::Relaxed);
+    bus_stop.set();
     let _ = stop_tailer.send(TailMsg::Stop);
     let threads = tokio::task::spawn_blocking(move || {
         let _ = tail_thread.join();

@@ -16,7 +16,10 @@
 //! line it hands to the followers (see [`crate::tail::early`]) then wakes the follower's
 //! response on the same worker thread, one thread wake-up less between PM2 and
 //! `logagg tail`. Nothing in it blocks: the socket read is async, the index and the
-//! tailer are only ever offered things (`try_send`, `try_lock`).
+//! tailer are only ever offered things (`try_send`, `try_lock`). With PM2 quiet it
+//! sleeps until PM2 says something or [`Stop`] wakes it: a timer only runs while a crash
+//! waits for its restart or records wait for room in the index (a wake-up every 200 ms
+//! was half of the idle daemon's CPU time).
 
 use std::collections::HashSet;
 use std::io;
@@ -29,6 +32,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde_json::Value;
 use tokio::net::UnixStream;
+use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use super::amp::{Arg, Decoder};
@@ -46,8 +50,44 @@ pub const PUB_SOCKET: &str = "pub.sock";
 pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// How often the loop looks at the stop flag and at crashes waiting for their restart.
+/// How often the loop looks at crashes waiting for their restart and offers the index
+/// the records waiting for room, while there are any.
 const POLL: Duration = Duration::from_millis(200);
+
+/// Stops the bus task: the flag the daemon's threads share, and a wake-up for the task,
+/// which otherwise sleeps until PM2 says something.
+#[derive(Clone)]
+pub struct Stop {
+    flag: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+}
+
+impl Stop {
+    pub fn new(flag: Arc<AtomicBool>) -> Stop {
+        Stop {
+            flag,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Sets the flag and wakes the task (now, or at its next wait: the wake-up is kept).
+    pub fn set(&self) {
+        self.flag.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+}
+
+/// Sleeps `d`, or for ever with None.
+async fn sleep_for(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// PM2's events are a few KiB (the app's environment included); anything near this is
 /// not an event, and waiting for the rest of it would only buffer garbage.
@@ -76,7 +116,7 @@ pub struct BusWatch {
 }
 
 /// Runs the subscriber on `pm2_home/pub.sock` until `stop` is set or the index hangs up.
-pub async fn run(pm2_home: PathBuf, tx: RecordSink, stop: Arc<AtomicBool>, watch: BusWatch) {
+pub async fn run(pm2_home: PathBuf, tx: RecordSink, stop: Stop, watch: BusWatch) {
     let mut s = Subscriber::new(pm2_home.join(PUB_SOCKET), tx, stop);
     s.watch = watch;
     s.subscribe().await;
@@ -87,7 +127,7 @@ pub async fn run(pm2_home: PathBuf, tx: RecordSink, stop: Arc<AtomicBool>, watch
 struct Subscriber {
     socket: PathBuf,
     tx: RecordSink,
-    stop: Arc<AtomicBool>,
+    stop: Stop,
     translator: Translator,
     /// Records the index had no room for yet.
     outbox: Vec<Record>,
@@ -108,7 +148,7 @@ enum Ended {
 }
 
 impl Subscriber {
-    fn new(socket: PathBuf, tx: RecordSink, stop: Arc<AtomicBool>) -> Subscriber {
+    fn new(socket: PathBuf, tx: RecordSink, stop: Stop) -> Subscriber {
         let translator = Translator::new(socket.to_string_lossy().into_owned());
         Subscriber {
             socket,
@@ -128,7 +168,7 @@ impl Subscriber {
         // reconnections are logged at debug level and keep backing off.
         let mut flapping = false;
         let mut connected_before = false;
-        while !self.stop.load(Ordering::Relaxed) {
+        while !self.stop.is_set() {
             match UnixStream::connect(&self.socket).await {
                 Ok(stream) => {
                     if connected_before {
@@ -194,11 +234,12 @@ impl Subscriber {
 
     /// Sleeps `d`, waking early when stop is asked for.
     async fn sleep(&self, d: Duration) {
-        let mut left = d;
-        while !left.is_zero() && !self.stop.load(Ordering::Relaxed) {
-            let step = left.min(POLL);
-            tokio::time::sleep(step).await;
-            left -= step;
+        if self.stop.is_set() {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(d) => {}
+            () = self.stop.wake.notified() => {}
         }
     }
 
@@ -211,27 +252,31 @@ impl Subscriber {
         let mut topics: HashSet<String> = HashSet::new();
         let mut healthy = false;
         let opened = Instant::now();
+        // A quiet PM2 is a healthy one too; only a peer that sends nothing usable and is
+        // cut quickly is not.
+        let healthy_by_age = |healthy: bool| healthy || opened.elapsed() >= HEALTHY_AFTER;
         loop {
-            // A quiet PM2 is a healthy one too; only a peer that sends nothing usable and
-            // is cut quickly is not.
-            healthy |= opened.elapsed() >= HEALTHY_AFTER;
-            if self.stop.load(Ordering::Relaxed) {
+            if self.stop.is_set() {
                 return Ended::Stop;
             }
             let mut records = Vec::new();
-            // Bounded, so the stop flag and waiting crashes are looked at every POLL.
-            let read = match tokio::time::timeout(POLL, stream.readable()).await {
-                Err(_) => Err(io::ErrorKind::TimedOut.into()),
-                Ok(Err(e)) => Err(e),
-                // May be WouldBlock after all (a spurious wake-up): read again.
-                Ok(Ok(())) => stream.try_read(&mut buf),
+            // A timer only while something waits for time to pass.
+            let tick = (self.translator.waiting() || !self.outbox.is_empty()).then_some(POLL);
+            let read = tokio::select! {
+                ready = stream.readable() => match ready {
+                    Err(e) => Err(e),
+                    // May be WouldBlock after all (a spurious wake-up): read again.
+                    Ok(()) => stream.try_read(&mut buf),
+                },
+                () = self.stop.wake.notified() => Err(io::ErrorKind::Interrupted.into()),
+                () = sleep_for(tick) => Err(io::ErrorKind::TimedOut.into()),
             };
             match read {
                 Ok(0) => {
                     return Ended::Lost {
                         why: "PM2 closed the connection".into(),
                         peer_gone: true,
-                        healthy,
+                        healthy: healthy_by_age(healthy),
                     }
                 }
                 Ok(n) => decoder.push(&buf[..n]),
@@ -246,7 +291,7 @@ impl Subscriber {
                     return Ended::Lost {
                         why: e.to_string(),
                         peer_gone: true,
-                        healthy,
+                        healthy: healthy_by_age(healthy),
                     }
                 }
             }
@@ -271,7 +316,7 @@ impl Subscriber {
                         return Ended::Lost {
                             why: format!("unusable data: {e}"),
                             peer_gone: false,
-                            healthy,
+                            healthy: healthy_by_age(healthy),
                         };
                     }
                     Err(e) => Some(e.to_string()),
@@ -421,7 +466,7 @@ mod tests {
     fn spawn_run(
         home: PathBuf,
         tx: RecordSink,
-        stop: Arc<AtomicBool>,
+        stop: Stop,
         watch: BusWatch,
     ) -> std::thread::JoinHandle<()> {
         std::thread::spawn(move || {
@@ -443,7 +488,7 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let listener = UnixListener::bind(home.path().join(PUB_SOCKET)).unwrap();
         let (tx, rx) = sync_channel(4);
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Stop::new(Arc::new(AtomicBool::new(false)));
         let watch = BusWatch::default();
         let thread = {
             let (home, stop, watch) = (home.path().to_path_buf(), stop.clone(), watch.clone());
@@ -470,10 +515,17 @@ mod tests {
         drop(conn);
         let batch = next_batch(&rx);
         assert_eq!(batch.records[0].marker.as_ref().unwrap().event, "pm2-lost");
-        let (_conn, _) = listener.accept().unwrap();
+        let (mut conn, _) = listener.accept().unwrap();
+
+        // An exit and then silence: the task, asleep until PM2 speaks, keeps a timer
+        // while the crash waits for its restart, and tells it alone after the window.
+        conn.write_all(&event("exit", "stopped", 1, 5)).unwrap();
+        let batch = next_batch(&rx);
+        assert_eq!(batch.records.len(), 1);
+        assert_eq!(batch.records[0].message, "duck crashed (exit code 1)");
 
         let asked = Instant::now();
-        stop.store(true, Ordering::Relaxed);
+        stop.set();
         thread.join().unwrap();
         assert!(
             asked.elapsed() < Duration::from_secs(1),
@@ -481,7 +533,7 @@ mod tests {
             asked.elapsed()
         );
         // The status of the last event, and one connection made again.
-        assert_eq!(watch.status.get("duck").as_deref(), Some("online"));
+        assert_eq!(watch.status.get("duck").as_deref(), Some("stopped"));
         assert!(watch
             .metrics
             .render(0)
@@ -492,7 +544,7 @@ mod tests {
     fn without_pm2_it_keeps_trying_and_stops_when_asked() {
         let home = tempfile::tempdir().unwrap();
         let (tx, rx) = sync_channel(4);
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Stop::new(Arc::new(AtomicBool::new(false)));
         let thread = {
             let (home, stop) = (home.path().to_path_buf(), stop.clone());
             spawn_run(home, tx.into(), stop, BusWatch::default())
@@ -508,7 +560,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(next_batch(&rx).records[0].message, "late started");
-        stop.store(true, Ordering::Relaxed);
+        stop.set();
         thread.join().unwrap();
     }
 
@@ -525,7 +577,7 @@ mod tests {
             behind: false,
         })
         .unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Stop::new(Arc::new(AtomicBool::new(false)));
         let thread = {
             let (home, stop) = (home.path().to_path_buf(), stop.clone());
             spawn_run(home, tx.into(), stop, BusWatch::default())
@@ -552,7 +604,7 @@ mod tests {
         let batch = next_batch(&rx);
         assert_eq!(batch.records.len(), 1);
         assert_eq!(batch.records[0].marker.as_ref().unwrap().event, "crash");
-        stop.store(true, Ordering::Relaxed);
+        stop.set();
         thread.join().unwrap();
     }
 }

@@ -168,8 +168,13 @@ impl Translator {
         }
     }
 
+    /// Whether an exit waits for its restart: [`Translator::tick`] has work to do.
+    pub fn waiting(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Tells the crashes whose restart did not come within [`CRASH_WINDOW`]; call it
-    /// now and then.
+    /// now and then (while [`Translator::waiting`]).
     pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<Record> {
         let window = chrono::Duration::from_std(CRASH_WINDOW).unwrap_or_default();
         let due: Vec<(String, u32)> = self
