@@ -779,11 +779,11 @@ struct Batch {
 impl Batch {
     fn new(limit: usize, least: usize) -> Batch {
         let limit = limit.max(1);
-        let size = (4 * limit).max(least);
         Batch {
-            items: Vec::with_capacity(size),
+            // Grown as matches come: most runs of a walk offer few or none.
+            items: Vec::new(),
             limit,
-            size,
+            size: (4 * limit).max(least),
         }
     }
 
@@ -793,6 +793,9 @@ impl Batch {
 
     /// Offers the batch's best to `kept` with their keys, and empties it.
     fn drain_into(&mut self, kept: &mut Kept, cols: &Columns, to: Scan) {
+        if self.items.is_empty() {
+            return;
+        }
         if self.items.len() > self.limit {
             let nth = self.limit - 1;
             self.items.select_nth_unstable_by(nth, |a, b| b.0.cmp(&a.0));
