@@ -518,8 +518,10 @@ mod tests {
             &timeline,
             IndexerOptions {
                 // Behind a backlog the next batch must come before the next commit
-                // is due (the test sends it within milliseconds of seeing the last).
-                commit_interval: Duration::from_millis(if behind { 200 } else { 20 }),
+                // is due: the test sends it as soon as it sees the last one searchable,
+                // which took over 200 ms once under CI's load (merges began: 2 segments
+                // where 5 were due), so a whole second.
+                commit_interval: Duration::from_millis(if behind { 1000 } else { 20 }),
                 retention: Duration::from_secs(1 << 40),
                 writer_memory: 15 << 20,
             },
