@@ -498,39 +498,29 @@ mod tests {
     #[test]
     fn a_stream_first_heard_of_after_the_rename_is_checked_from_its_first_message() {
         let key = FileKey { dev: 1, ino: 2 };
-        let mut r = Rescues::default();
-        r.renamed(key, origin());
-        for l in lines(0, 4) {
-            r.on_bus("app".into(), Stream::Out, 0, l);
-        }
+        // `key` renamed, then the app's messages `messages` heard.
+        let heard_after = |messages: Vec<String>| {
+            let mut r = Rescues::default();
+            r.renamed(key, origin());
+            for m in messages {
+                r.on_bus("app".into(), Stream::Out, 0, m);
+            }
+            r
+        };
         let old = lines(0, 2).concat();
         let new = vec![b"seq=0003\n".to_vec()];
+        let check = |r: &Rescues| r.check(key, ago(SETTLE), old.as_bytes(), &new);
         assert_eq!(
-            r.check(key, ago(SETTLE), old.as_bytes(), &new),
+            check(&heard_after(lines(0, 4))),
             Verdict::PutBack("seq=0002\n".into())
         );
         // Only the messages from after the rename, the old file's end not among them:
         // nothing to lay against it.
-        let mut r = Rescues::default();
-        r.renamed(key, origin());
-        for l in lines(2, 4) {
-            r.on_bus("app".into(), Stream::Out, 0, l);
-        }
-        assert_eq!(
-            r.check(key, ago(SETTLE), old.as_bytes(), &new),
-            Verdict::Finish
-        );
+        assert_eq!(check(&heard_after(lines(2, 4))), Verdict::Finish);
         // Its first message no longer kept: given up.
-        let mut r = Rescues::default();
-        r.renamed(key, origin());
-        for l in lines(0, 4) {
-            r.on_bus("app".into(), Stream::Out, 0, l);
-        }
+        let mut r = heard_after(lines(0, 4));
         r.on_bus("app".into(), Stream::Out, 0, "x".repeat(PINNED_BYTES));
-        assert_eq!(
-            r.check(key, ago(SETTLE), old.as_bytes(), &new),
-            Verdict::Finish
-        );
+        assert_eq!(check(&r), Verdict::Finish);
     }
 
     #[test]
