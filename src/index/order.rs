@@ -11,6 +11,7 @@
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tantivy::columnar::ColumnValues;
@@ -36,6 +37,9 @@ pub(crate) struct Walk {
     /// Matches a scan gathers by timestamp before it cuts them and reads their keys (at
     /// least; four times the limit when that is more): [`Batch`].
     pub batch: usize,
+    /// Documents a walk's round or count must reach before two threads share it: below
+    /// it, starting a thread costs more than it saves.
+    pub parallel: u64,
 }
 
 impl Walk {
@@ -44,6 +48,7 @@ impl Walk {
         first_window: 16 * 4096,
         max_window: 64 * 4096,
         batch: 1024,
+        parallel: 1 << 20,
     };
 }
 
@@ -340,40 +345,52 @@ impl Kept {
     }
 }
 
-/// Documents a piece of work must reach before it is shared between two threads:
-/// below it, starting a thread costs more than it saves.
-const PARALLEL_DOCS: u64 = 1 << 20;
+/// Whether this machine has a second core for a search (asked once: each asking is a
+/// system call).
+fn two_cores() -> bool {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get())) >= 2
+}
 
-/// Runs `work` on `items` on this thread, or, when there is more than
-/// [`PARALLEL_DOCS`] of it (`docs` of each item) and a second core, on two threads with
-/// about half the documents each. Searches are short and few on a developer's machine:
-/// the second core would otherwise sit idle while one query runs.
-fn on_two_cores<T: Send, R: Send>(
-    items: Vec<T>,
+/// Runs `each` on every item with an accumulator from `start`: on this thread, or,
+/// when there is more than `parallel` documents of work (`docs` of each item) and a second
+/// core, on two threads that take the items from one queue, largest first, until none
+/// is left. Searches are short and few on a developer's machine: the second core would
+/// otherwise sit idle while one query runs. A queue, not halves decided up front: what
+/// an item costs is its matches, not its documents (a phrase's matches sit in a few
+/// runs of blocks), and halves by documents left one thread with most of the work.
+fn on_two_cores<T: Sync, A: Send>(
+    parallel: u64,
+    items: &[T],
     docs: impl Fn(&T) -> u64,
-    work: impl Fn(Vec<T>) -> tantivy::Result<R> + Sync,
-) -> tantivy::Result<Vec<R>> {
+    start: impl Fn() -> A + Sync,
+    each: impl Fn(&mut A, &T) -> tantivy::Result<()> + Sync,
+) -> tantivy::Result<Vec<A>> {
     let total: u64 = items.iter().map(&docs).sum();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cores < 2 || total < PARALLEL_DOCS || items.len() < 2 {
-        return Ok(vec![work(items)?]);
-    }
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    let (mut in_a, mut in_b) = (0u64, 0u64);
-    let mut items: Vec<(u64, T)> = items.into_iter().map(|t| (docs(&t), t)).collect();
-    items.sort_by_key(|(n, _)| Reverse(*n));
-    for (n, t) in items {
-        if in_a <= in_b {
-            in_a += n;
-            a.push(t);
-        } else {
-            in_b += n;
-            b.push(t);
+    if !two_cores() || total < parallel || items.len() < 2 {
+        let mut acc = start();
+        for item in items {
+            each(&mut acc, item)?;
         }
+        return Ok(vec![acc]);
     }
+    let mut queue: Vec<&T> = items.iter().collect();
+    queue.sort_by_key(|t| Reverse(docs(t)));
+    let next = AtomicUsize::new(0);
+    let drain = || {
+        let mut acc = start();
+        while let Some(item) = queue.get(next.fetch_add(1, Ordering::Relaxed)) {
+            if let Err(e) = each(&mut acc, item) {
+                // The other thread finds the queue empty and stops too.
+                next.store(queue.len(), Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        Ok(acc)
+    };
     std::thread::scope(|scope| {
-        let helper = scope.spawn(|| work(b));
-        let mine = work(a)?;
+        let helper = scope.spawn(drain);
+        let mine = drain()?;
         let theirs = helper.join().map_err(|_| {
             tantivy::TantivyError::InternalError("a search thread panicked".into())
         })??;
@@ -587,25 +604,23 @@ fn walk_blocks(
         let runs = runs_of(&chosen);
         let floor = kept.worst();
         let found = on_two_cores(
-            runs,
+            walk.parallel,
+            &runs,
             |run| run.len() as u64 * u64::from(walk.block),
-            |runs| {
-                let mut mine = Kept::new(limit, floor);
-                let mut n = Vec::with_capacity(runs.len());
-                for run in runs {
-                    let (ord, reader, cols) = &segments[run[0].seg as usize];
-                    let to = Scan {
-                        ord: *ord,
-                        order,
-                        span: page,
-                        cursor,
-                        batch: walk.batch,
-                    };
-                    let ranges = run.iter().map(|s| (docs(s), s.tally));
-                    let c = scan_ranges(weight, reader, cols, ranges, to, span, &mut mine)?;
-                    n.push((run[0].seg, c));
-                }
-                Ok((n, mine))
+            || (Vec::new(), Kept::new(limit, floor)),
+            |(n, mine), run| {
+                let (ord, reader, cols) = &segments[run[0].seg as usize];
+                let to = Scan {
+                    ord: *ord,
+                    order,
+                    span: page,
+                    cursor,
+                    batch: walk.batch,
+                };
+                let ranges = run.iter().map(|s| (docs(s), s.tally));
+                let c = scan_ranges(weight, reader, cols, ranges, to, span, mine)?;
+                n.push((run[0].seg, c));
+                Ok(())
             },
         )?;
         for (n, part) in found {
@@ -632,24 +647,23 @@ fn walk_blocks(
         );
         let runs = runs_of(&rest);
         let parts = on_two_cores(
-            runs,
+            walk.parallel,
+            &runs,
             |run| run.len() as u64 * u64::from(walk.block),
-            |runs| {
-                let mut n = Vec::with_capacity(runs.len());
-                for run in runs {
-                    let (_, reader, cols) = &segments[run[0].seg as usize];
-                    let ranges = run.iter().map(|s| (docs(s), s.tally));
-                    let mut c = 0u64;
-                    for_each_match(weight, reader, ranges, |doc, &tally| {
-                        if tally == Tally::Whole
-                            || (tally == Tally::InSpan && span.contains(cols.ts.get_val(doc)))
-                        {
-                            c += 1;
-                        }
-                    })?;
-                    n.push((run[0].seg, c));
-                }
-                Ok(n)
+            Vec::new,
+            |n, run| {
+                let (_, reader, cols) = &segments[run[0].seg as usize];
+                let ranges = run.iter().map(|s| (docs(s), s.tally));
+                let mut c = 0u64;
+                for_each_match(weight, reader, ranges, |doc, &tally| {
+                    if tally == Tally::Whole
+                        || (tally == Tally::InSpan && span.contains(cols.ts.get_val(doc)))
+                    {
+                        c += 1;
+                    }
+                })?;
+                n.push((run[0].seg, c));
+                Ok(())
             },
         )?;
         for (seg, c) in parts.into_iter().flatten() {
@@ -672,8 +686,11 @@ fn walk_blocks(
 
 /// Most blocks one scorer reads in a walk's round or count: a merged index is a few
 /// large segments, and work split by whole segments left one core with most of it (a
-/// phrase over 7 segments, one of them 59% of the documents).
-const RUN_BLOCKS: usize = 128;
+/// phrase over 7 segments, one of them 59% of the documents). Small enough that the
+/// queue of [`on_two_cores`] ends with both threads busy (a phrase's matches sit in a
+/// few runs), large enough that opening a scorer per run (a term-dictionary lookup per
+/// word) stays a small part: ~80 runs over 10 M documents.
+const RUN_BLOCKS: usize = 32;
 
 /// Steps sorted by segment and block, cut into runs of one segment each, at most
 /// RUN_BLOCKS long: the pieces of work two threads share.
@@ -1016,6 +1033,8 @@ mod tests {
             first_window: 32,
             max_window: 64,
             batch: 4,
+            // Every round and count of more than two blocks on two threads.
+            parallel: 16,
         };
         let mut compared = 0;
         let mut one_pass = 0;
