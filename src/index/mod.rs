@@ -4,6 +4,7 @@
 
 pub mod document;
 pub mod histogram;
+pub(crate) mod lookups;
 pub mod merges;
 pub mod order;
 pub mod schema;

@@ -417,7 +417,8 @@ pub(crate) fn top_in_order(
     matches: Option<u64>,
     walk: Walk,
 ) -> tantivy::Result<Vec<(SortKey, DocAddress)>> {
-    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
+    let weight = super::lookups::once_per_segment(query)
+        .weight(EnableScoring::disabled_from_searcher(searcher))?;
     if matches.is_some_and(|n| n <= ONE_PASS_MATCHES) {
         let cursor = after.map(|a| rank(order, a));
         let mut kept = Kept::new(limit, None);
@@ -463,7 +464,8 @@ pub(crate) fn count_and_top(
     after: Option<SortKey>,
     walk: Walk,
 ) -> tantivy::Result<(u64, Vec<(SortKey, DocAddress)>)> {
-    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
+    let weight = super::lookups::once_per_segment(query)
+        .weight(EnableScoring::disabled_from_searcher(searcher))?;
     let count = Count { span, key };
     walk_blocks(
         searcher,
