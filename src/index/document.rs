@@ -20,11 +20,19 @@ pub struct RecordDoc(Box<Inner>);
 struct Inner {
     fields: Fields,
     rec: Record,
+    /// `schema::file_ord` of the record's file, hashed once: tantivy reads the fields
+    /// several times per document (postings, columns, store).
+    file_ord: u64,
 }
 
 impl RecordDoc {
     pub fn new(fields: Fields, rec: Record) -> RecordDoc {
-        RecordDoc(Box::new(Inner { fields, rec }))
+        let file_ord = schema::file_ord(&rec.file);
+        RecordDoc(Box::new(Inner {
+            fields,
+            rec,
+            file_ord,
+        }))
     }
 }
 
@@ -65,7 +73,7 @@ impl Document for RecordDoc {
             (r.kind.as_str() != schema::DEFAULT_KIND).then(|| (f.kind, Leaf(Str(r.kind.as_str())))),
             v(f.message, Str(&r.message)),
             v(f.file, Str(&r.file)),
-            v(f.file_ord, U64(schema::file_ord(&r.file))),
+            v(f.file_ord, U64(self.0.file_ord)),
             v(f.offset, U64(r.offset)),
             v(f.sub, U64(u64::from(r.sub))),
             r.split.then_some((f.split, Leaf(Bool(true)))),
