@@ -2,6 +2,7 @@
 //! every file in each commit's payload, so what is indexed and where reading resumes can
 //! never disagree after a crash.
 
+pub(crate) mod cores;
 pub mod document;
 pub mod histogram;
 pub(crate) mod lookups;

@@ -11,7 +11,7 @@
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tantivy::columnar::ColumnValues;
@@ -19,6 +19,7 @@ use tantivy::index::SegmentId;
 use tantivy::query::{AllQuery, BooleanQuery, EnableScoring, Occur, Query, TermQuery, Weight};
 use tantivy::{DocAddress, DocId, DocSet, Searcher, SegmentReader, TERMINATED};
 
+use super::cores;
 use super::schema;
 use super::search::{Order, SortKey};
 
@@ -38,8 +39,11 @@ pub(crate) struct Walk {
     /// least; four times the limit when that is more): [`Batch`].
     pub batch: usize,
     /// Documents a walk's round or count must reach before two threads share it: below
-    /// it, starting a thread costs more than it saves.
+    /// it, handing work to the helper thread costs more than it saves.
     pub parallel: u64,
+    /// Tests: the count's helper share is done before the walk starts (on this thread),
+    /// so the walk meets blocks counted already (else a matter of timing).
+    pub helper_first: bool,
 }
 
 impl Walk {
@@ -49,6 +53,7 @@ impl Walk {
         max_window: 64 * 4096,
         batch: 1024,
         parallel: 1 << 20,
+        helper_first: false,
     };
 }
 
@@ -345,13 +350,6 @@ impl Kept {
     }
 }
 
-/// Whether this machine has a second core for a search (asked once: each asking is a
-/// system call).
-fn two_cores() -> bool {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get())) >= 2
-}
-
 /// Runs `each` on every item with an accumulator from `start`: on this thread, or,
 /// when there is more than `parallel` documents of work (`docs` of each item) and a second
 /// core, on two threads that take the items from one queue, largest first, until none
@@ -367,7 +365,7 @@ fn on_two_cores<T: Sync, A: Send>(
     each: impl Fn(&mut A, &T) -> tantivy::Result<()> + Sync,
 ) -> tantivy::Result<Vec<A>> {
     let total: u64 = items.iter().map(&docs).sum();
-    if !two_cores() || total < parallel || items.len() < 2 {
+    if !cores::two() || total < parallel || items.len() < 2 {
         let mut acc = start();
         for item in items {
             each(&mut acc, item)?;
@@ -388,14 +386,13 @@ fn on_two_cores<T: Sync, A: Send>(
         }
         Ok(acc)
     };
-    std::thread::scope(|scope| {
-        let helper = scope.spawn(drain);
-        let mine = drain()?;
-        let theirs = helper.join().map_err(|_| {
-            tantivy::TantivyError::InternalError("a search thread panicked".into())
-        })??;
-        Ok(vec![mine, theirs])
-    })
+    let (mine, theirs) = cores::beside(drain, drain);
+    Ok(vec![mine?, helped(theirs)?])
+}
+
+/// A helper thread's result, its panic an error.
+fn helped<A>(theirs: std::thread::Result<tantivy::Result<A>>) -> tantivy::Result<A> {
+    theirs.map_err(|_| tantivy::TantivyError::InternalError("a search thread panicked".into()))?
 }
 
 /// Below this many matches (when the caller knows the count) every segment is read in
@@ -599,78 +596,145 @@ fn walk_blocks(
     let mut round = (walk.first_window / walk.block).max(1) as usize;
     let max_round = (walk.max_window / walk.block).max(1) as usize;
     let mut next = 0;
-    while next < steps.len() && wanted(&kept, &steps[next]) {
-        let end = next
-            + steps[next..(next + round).min(steps.len())].partition_point(|s| wanted(&kept, s));
-        let chosen = by_segment(steps[next..end].to_vec());
-        let runs = runs_of(&chosen);
-        let floor = kept.worst();
-        let found = on_two_cores(
-            walk.parallel,
-            &runs,
-            |run| run.len() as u64 * u64::from(walk.block),
-            || (Vec::new(), Kept::new(limit, floor)),
-            |(n, mine), run| {
-                let (ord, reader, cols) = &segments[run[0].seg as usize];
-                let to = Scan {
-                    ord: *ord,
-                    order,
-                    span: page,
-                    cursor,
-                    batch: walk.batch,
-                };
-                let ranges = run.iter().map(|s| (docs(s), s.tally));
-                let c = scan_ranges(weight, reader, cols, ranges, to, span, mine)?;
-                n.push((run[0].seg, c));
-                Ok(())
-            },
-        )?;
-        for (n, part) in found {
-            for (seg, c) in n {
-                counted[seg as usize] += c;
-            }
-            kept.absorb(part);
-        }
-        next = end;
-        round = round.saturating_mul(2);
-        if kept.is_full() {
-            round = round.min(max_round);
-        }
-    }
 
-    if let Some(span) = span {
-        // What the walk left cannot give the page: only counted.
-        let rest = by_segment(
-            steps[next..]
+    // The blocks a count must visit (the steps with a tally), by segment and block, in
+    // runs: the order the blocks the walk leaves are counted in. Each step is claimed
+    // once, by whichever thread gets to it first, and only its claimer counts it.
+    let claimed: Vec<AtomicBool> = steps.iter().map(|_| AtomicBool::new(false)).collect();
+    let mut to_count: Vec<u32> = (0..steps.len() as u32)
+        .filter(|&i| steps[i as usize].tally != Tally::No)
+        .collect();
+    to_count.sort_unstable_by_key(|&i| (steps[i as usize].seg, steps[i as usize].block));
+    let count_runs: Vec<&[u32]> = to_count
+        .chunk_by(|&x, &y| steps[x as usize].seg == steps[y as usize].seg)
+        .flat_map(|run| run.chunks(RUN_BLOCKS))
+        .collect();
+    // Counts the unclaimed steps of `runs`, one scorer per run, as (segment, matches).
+    let count_left = |runs: &mut dyn Iterator<Item = &&[u32]>| -> tantivy::Result<Vec<(u32, u64)>> {
+        let Some(span) = span else {
+            return Ok(Vec::new());
+        };
+        let mut n = Vec::new();
+        for run in runs {
+            let mine: Vec<Step> = run
                 .iter()
-                .filter(|s| s.tally != Tally::No)
-                .copied()
-                .collect(),
-        );
-        let runs = runs_of(&rest);
-        let parts = on_two_cores(
-            walk.parallel,
-            &runs,
-            |run| run.len() as u64 * u64::from(walk.block),
-            Vec::new,
-            |n, run| {
-                let (_, reader, cols) = &segments[run[0].seg as usize];
-                let ranges = run.iter().map(|s| (docs(s), s.tally));
-                let mut c = 0u64;
-                for_each_match(weight, reader, ranges, |doc, &tally| {
-                    if tally == Tally::Whole
-                        || (tally == Tally::InSpan && span.contains(cols.ts.get_val(doc)))
-                    {
-                        c += 1;
-                    }
-                })?;
-                n.push((run[0].seg, c));
-                Ok(())
-            },
-        )?;
-        for (seg, c) in parts.into_iter().flatten() {
-            counted[seg as usize] += c;
+                .filter(|&&i| !claimed[i as usize].swap(true, Ordering::AcqRel))
+                .map(|&i| steps[i as usize])
+                .collect();
+            let Some(first) = mine.first() else {
+                continue;
+            };
+            let (_, reader, cols) = &segments[first.seg as usize];
+            let ranges = mine.iter().map(|s| (docs(s), s.tally));
+            let mut c = 0u64;
+            for_each_match(weight, reader, ranges, |doc, &tally| {
+                if tally == Tally::Whole
+                    || (tally == Tally::InSpan && span.contains(cols.ts.get_val(doc)))
+                {
+                    c += 1;
+                }
+            })?;
+            n.push((first.seg, c));
         }
+        Ok(n)
+    };
+    // With enough to count and a second core, a helper counts from the start: the blocks
+    // least likely to be read for the page first (in document order for the newest
+    // first, the other way for the oldest first), while this thread walks the best
+    // blocks and then counts from the other end. A count started only once the walk was
+    // done left that walk alone on one core.
+    let to_count_docs: u64 = to_count
+        .iter()
+        .map(|&i| docs(&steps[i as usize]).len() as u64)
+        .sum();
+    let shared_count = span.is_some() && cores::two() && to_count_docs >= walk.parallel;
+    let worst_first = order == Order::Desc;
+
+    // The helper's share: from the end of the count the walk reaches last.
+    let helper_count = || {
+        if worst_first {
+            count_left(&mut count_runs.iter())
+        } else {
+            count_left(&mut count_runs.iter().rev())
+        }
+    };
+    let mut walk_then_count = || -> tantivy::Result<Vec<(u32, u64)>> {
+        while next < steps.len() && wanted(&kept, &steps[next]) {
+            let end = next
+                + steps[next..(next + round).min(steps.len())]
+                    .partition_point(|s| wanted(&kept, s));
+            // A block the helper counted already is read for the page only.
+            let chosen = by_segment(
+                (next..end)
+                    .map(|i| {
+                        let mut step = steps[i];
+                        if step.tally != Tally::No && claimed[i].swap(true, Ordering::AcqRel) {
+                            step.tally = Tally::No;
+                        }
+                        step
+                    })
+                    .collect(),
+            );
+            let runs = runs_of(&chosen);
+            let floor = kept.worst();
+            // With the helper counting, this thread walks alone.
+            let parallel = if shared_count {
+                u64::MAX
+            } else {
+                walk.parallel
+            };
+            let found = on_two_cores(
+                parallel,
+                &runs,
+                |run| run.len() as u64 * u64::from(walk.block),
+                || (Vec::new(), Kept::new(limit, floor)),
+                |(n, mine), run| {
+                    let (ord, reader, cols) = &segments[run[0].seg as usize];
+                    let to = Scan {
+                        ord: *ord,
+                        order,
+                        span: page,
+                        cursor,
+                        batch: walk.batch,
+                    };
+                    let ranges = run.iter().map(|s| (docs(s), s.tally));
+                    let c = scan_ranges(weight, reader, cols, ranges, to, span, mine)?;
+                    n.push((run[0].seg, c));
+                    Ok(())
+                },
+            )?;
+            for (n, part) in found {
+                for (seg, c) in n {
+                    counted[seg as usize] += c;
+                }
+                kept.absorb(part);
+            }
+            next = end;
+            round = round.saturating_mul(2);
+            if kept.is_full() {
+                round = round.min(max_round);
+            }
+        }
+
+        // What the walk left cannot give the page: only counted, from the end the helper
+        // did not start at.
+        if worst_first {
+            count_left(&mut count_runs.iter().rev())
+        } else {
+            count_left(&mut count_runs.iter())
+        }
+    };
+    let (mine, theirs) = if !shared_count {
+        (walk_then_count()?, Vec::new())
+    } else if walk.helper_first {
+        let theirs = helper_count()?;
+        (walk_then_count()?, theirs)
+    } else {
+        let (mine, theirs) = cores::beside(helper_count, walk_then_count);
+        (mine?, helped(theirs)?)
+    };
+    for (seg, c) in mine.into_iter().chain(theirs) {
+        counted[seg as usize] += c;
     }
     if let Some(key) = count.and_then(|c| c.key.as_ref()) {
         for seg in to_keep {
@@ -1037,6 +1101,7 @@ mod tests {
             batch: 4,
             // Every round and count of more than two blocks on two threads.
             parallel: 16,
+            helper_first: false,
         };
         let mut compared = 0;
         let mut one_pass = 0;
@@ -1127,6 +1192,27 @@ mod tests {
                                     .unwrap();
                                     assert_eq!(n, counted, "q={q:?} {span:?}");
                                     assert_eq!(top, want, "q={q:?} {order:?} after={after:?}");
+                                    // Counted afresh with the helper thread done
+                                    // first: the walk then reads blocks it counted.
+                                    let first = Walk {
+                                        helper_first: true,
+                                        ..walk
+                                    };
+                                    let (n, top) = count_and_top(
+                                        &searcher,
+                                        &timeline.segments,
+                                        &*unranged,
+                                        None,
+                                        span,
+                                        page,
+                                        limit,
+                                        order,
+                                        after,
+                                        first,
+                                    )
+                                    .unwrap();
+                                    assert_eq!(n, counted, "helper first: q={q:?} {span:?}");
+                                    assert_eq!(top, want, "helper first: q={q:?} {order:?}");
                                     one_pass += 1;
                                 }
                             }
