@@ -399,14 +399,23 @@ fn helped<A>(theirs: std::thread::Result<tantivy::Result<A>>) -> tantivy::Result
 /// one pass: cheaper than opening scorers for rounds of blocks.
 const ONE_PASS_MATCHES: u64 = 20_000;
 
-/// The first `limit` matches of `query` within `span` in `order`, strictly after `after`
+/// The weight of `query` that a search's count and walk share, its words looked up
+/// once per segment whatever the number of scorers opened (`index::lookups`).
+pub(crate) fn weight_of(
+    searcher: &Searcher,
+    query: &dyn Query,
+) -> tantivy::Result<Box<dyn Weight>> {
+    super::lookups::once_per_segment(query).weight(EnableScoring::disabled_from_searcher(searcher))
+}
+
+/// The first `limit` matches of `weight`'s query within `span` in `order`, strictly after `after`
 /// when given, with their keys, best first. `matches`, the number of matches when
 /// known, picks the cheaper way to walk.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn top_in_order(
     searcher: &Searcher,
     cache: &SegmentCache,
-    query: &dyn Query,
+    weight: &dyn Weight,
     span: Span,
     limit: usize,
     order: Order,
@@ -414,8 +423,6 @@ pub(crate) fn top_in_order(
     matches: Option<u64>,
     walk: Walk,
 ) -> tantivy::Result<Vec<(SortKey, DocAddress)>> {
-    let weight = super::lookups::once_per_segment(query)
-        .weight(EnableScoring::disabled_from_searcher(searcher))?;
     if matches.is_some_and(|n| n <= ONE_PASS_MATCHES) {
         let cursor = after.map(|a| rank(order, a));
         let mut kept = Kept::new(limit, None);
@@ -431,12 +438,12 @@ pub(crate) fn top_in_order(
                 cursor,
                 batch: walk.batch,
             };
-            scan_ranges(&*weight, reader, &cols, all, to, None, &mut kept)?;
+            scan_ranges(weight, reader, &cols, all, to, None, &mut kept)?;
         }
         return Ok(best_first(kept, order));
     }
     let (_, hits) = walk_blocks(
-        searcher, cache, &*weight, None, span, limit, order, after, walk,
+        searcher, cache, weight, None, span, limit, order, after, walk,
     )?;
     Ok(hits)
 }
@@ -452,7 +459,7 @@ pub(crate) fn top_in_order(
 pub(crate) fn count_and_top(
     searcher: &Searcher,
     cache: &SegmentCache,
-    query: &dyn Query,
+    weight: &dyn Weight,
     key: Option<Arc<str>>,
     span: Span,
     page: Span,
@@ -461,13 +468,11 @@ pub(crate) fn count_and_top(
     after: Option<SortKey>,
     walk: Walk,
 ) -> tantivy::Result<(u64, Vec<(SortKey, DocAddress)>)> {
-    let weight = super::lookups::once_per_segment(query)
-        .weight(EnableScoring::disabled_from_searcher(searcher))?;
     let count = Count { span, key };
     walk_blocks(
         searcher,
         cache,
-        &*weight,
+        weight,
         Some(&count),
         page,
         limit,
@@ -960,7 +965,8 @@ fn scan_ranges(
 }
 
 /// The count of `query` within `span` when it needs no visit of its matches, over all
-/// time: a lone word (tantivy counts it from its document frequency), everything, or
+/// time: a lone word (counted from its document frequency, through `weight`, the
+/// search's own), everything, or
 /// everything but some values of one field (a filter on a value that documents leave
 /// out, `search::with_default`): the documents minus those with the other values. That
 /// subtraction holds only for a field with one value per document, one of
@@ -969,6 +975,7 @@ fn scan_ranges(
 pub(crate) fn count_without_visiting(
     searcher: &Searcher,
     query: &dyn Query,
+    weight: &dyn Weight,
     span: Span,
     single_valued: &[tantivy::schema::Field],
 ) -> tantivy::Result<Option<u64>> {
@@ -976,7 +983,13 @@ pub(crate) fn count_without_visiting(
         return Ok(None);
     }
     if query.downcast_ref::<TermQuery>().is_some() || query.downcast_ref::<AllQuery>().is_some() {
-        return Ok(Some(query.count(searcher)? as u64));
+        // Through the weight the walk for the page uses next: its word is then looked
+        // up once per segment for both.
+        let mut n = 0u64;
+        for reader in searcher.segment_readers() {
+            n += u64::from(weight.count(reader)?);
+        }
+        return Ok(Some(n));
     }
     let Some(group) = query.downcast_ref::<BooleanQuery>() else {
         return Ok(None);
@@ -1137,6 +1150,7 @@ mod tests {
                     // The brute force runs tantivy's own range query; the walk, the span.
                     let query = build_query(&timeline, &req).unwrap();
                     let (unranged, span) = query_and_span(&timeline, &req).unwrap();
+                    let weight = weight_of(&searcher, &*unranged).unwrap();
                     let counted = query.count(&searcher).unwrap() as u64;
                     for order in [Order::Desc, Order::Asc] {
                         let all = everything_sorted(&searcher, &*query, order, None);
@@ -1150,7 +1164,7 @@ mod tests {
                                 let got = top_in_order(
                                     &searcher,
                                     &timeline.segments,
-                                    &*unranged,
+                                    &*weight,
                                     span,
                                     limit,
                                     order,
@@ -1180,7 +1194,7 @@ mod tests {
                                     let (n, top) = count_and_top(
                                         &searcher,
                                         &timeline.segments,
-                                        &*unranged,
+                                        &*weight,
                                         Some(q.into()),
                                         span,
                                         page,
@@ -1201,7 +1215,7 @@ mod tests {
                                     let (n, top) = count_and_top(
                                         &searcher,
                                         &timeline.segments,
-                                        &*unranged,
+                                        &*weight,
                                         None,
                                         span,
                                         page,

@@ -7,7 +7,9 @@ use tantivy::query_grammar::{Occur as GrammarOccur, UserInputAst, UserInputLeaf}
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::query::{
+    AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery, Weight,
+};
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
 
@@ -164,22 +166,24 @@ pub fn search(timeline: &Timeline, req: &SearchRequest) -> Result<SearchResult, 
     let searcher = timeline.reader.searcher();
     let (query, span) = query_and_span(timeline, req)?;
     let limit = req.limit.clamp(1, MAX_LIMIT);
+    let weight = order::weight_of(&searcher, &*query)?;
     let (total, keyed) = if let Some(total) = order::count_without_visiting(
         &searcher,
         &*query,
+        &*weight,
         span,
         &[timeline.fields.stream, timeline.fields.kind],
     )? {
         (
             total,
-            page(&searcher, timeline, &*query, span, req, Some(total))?,
+            page(&searcher, timeline, &*weight, span, req, Some(total))?,
         )
     } else {
         // The count visits every match: the page comes from the same pass.
         let (total, top) = order::count_and_top(
             &searcher,
             &timeline.segments,
-            &*query,
+            &*weight,
             (!req.fresh).then(|| count_key(req)),
             span,
             page_span(span, req),
@@ -234,7 +238,8 @@ pub fn hits_in(
     req: &SearchRequest,
 ) -> Result<Vec<(SortKey, Hit)>, SearchError> {
     let (query, span) = query_and_span(timeline, req)?;
-    page(searcher, timeline, &*query, span, req, None)
+    let weight = order::weight_of(searcher, &*query)?;
+    page(searcher, timeline, &*weight, span, req, None)
 }
 
 /// Checks a query without running it: the error `/api/search` would give.
@@ -249,7 +254,7 @@ pub fn check_query(timeline: &Timeline, q: &str) -> Result<(), SearchError> {
 fn page(
     searcher: &Searcher,
     timeline: &Timeline,
-    query: &dyn Query,
+    weight: &dyn Weight,
     span: order::Span,
     req: &SearchRequest,
     matches: Option<u64>,
@@ -257,7 +262,7 @@ fn page(
     let keyed = order::top_in_order(
         searcher,
         &timeline.segments,
-        query,
+        weight,
         page_span(span, req),
         req.limit.clamp(1, MAX_LIMIT),
         req.order,

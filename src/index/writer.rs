@@ -599,6 +599,18 @@ mod tests {
             }],
         );
         assert_eq!(messages(&timeline), ["now", "one hour"]);
+        // A lone word's count, taken from its document frequency, leaves the deleted out.
+        let total = |q: &str| {
+            let req = crate::index::SearchRequest {
+                q: q.to_string(),
+                ..Default::default()
+            };
+            crate::index::search::search(&timeline, &req).unwrap().total
+        };
+        assert_eq!(
+            [total("three"), total("hours"), total("now"), total("")],
+            [0, 0, 1, 2]
+        );
         // The checkpoint moved past the skipped record all the same.
         assert_eq!(
             timeline.checkpoints().unwrap().files,
