@@ -603,46 +603,49 @@ fn walk_blocks(
     let mut next = 0;
 
     // The blocks a count must visit (the steps with a tally), by segment and block, in
-    // runs: the order the blocks the walk leaves are counted in. Each step is claimed
-    // once, by whichever thread gets to it first, and only its claimer counts it.
+    // segments: the order the blocks the walk leaves are counted in. Each step is
+    // claimed once, by whichever thread gets to it first, and only its claimer counts it.
     let claimed: Vec<AtomicBool> = steps.iter().map(|_| AtomicBool::new(false)).collect();
     let mut to_count: Vec<u32> = (0..steps.len() as u32)
         .filter(|&i| steps[i as usize].tally != Tally::No)
         .collect();
     to_count.sort_unstable_by_key(|&i| (steps[i as usize].seg, steps[i as usize].block));
-    let count_runs: Vec<&[u32]> = to_count
+    let count_segments: Vec<&[u32]> = to_count
         .chunk_by(|&x, &y| steps[x as usize].seg == steps[y as usize].seg)
-        .flat_map(|run| run.chunks(RUN_BLOCKS))
         .collect();
-    // Counts the unclaimed steps of `runs`, one scorer per run, as (segment, matches).
-    let count_left = |runs: &mut dyn Iterator<Item = &&[u32]>| -> tantivy::Result<Vec<(u32, u64)>> {
-        let Some(span) = span else {
-            return Ok(Vec::new());
-        };
-        let mut n = Vec::new();
-        for run in runs {
-            let mine: Vec<Step> = run
-                .iter()
-                .filter(|&&i| !claimed[i as usize].swap(true, Ordering::AcqRel))
-                .map(|&i| steps[i as usize])
-                .collect();
-            let Some(first) = mine.first() else {
-                continue;
+    // Counts the unclaimed steps of `segments`, as (segment, matches): one scorer per
+    // segment, each step claimed only as the scorer gets to it, so two threads counting
+    // one segment share it block by block. Not a scorer per run of blocks: a phrase's
+    // scorer looks its words up in the term dictionary each time it is made.
+    let count_left =
+        |segments_left: &mut dyn Iterator<Item = &&[u32]>| -> tantivy::Result<Vec<(u32, u64)>> {
+            let Some(span) = span else {
+                return Ok(Vec::new());
             };
-            let (_, reader, cols) = &segments[first.seg as usize];
-            let ranges = mine.iter().map(|s| (docs(s), s.tally));
-            let mut c = 0u64;
-            for_each_match(weight, reader, ranges, |doc, &tally| {
-                if tally == Tally::Whole
-                    || (tally == Tally::InSpan && span.contains(cols.ts.get_val(doc)))
-                {
-                    c += 1;
-                }
-            })?;
-            n.push((first.seg, c));
-        }
-        Ok(n)
-    };
+            let mut n = Vec::new();
+            for seg_steps in segments_left {
+                let mut mine = seg_steps
+                    .iter()
+                    .filter(|&&i| !claimed[i as usize].swap(true, Ordering::AcqRel))
+                    .map(|&i| steps[i as usize])
+                    .peekable();
+                let Some(seg) = mine.peek().map(|s| s.seg) else {
+                    continue;
+                };
+                let (_, reader, cols) = &segments[seg as usize];
+                let ranges = mine.map(|s| (docs(&s), s.tally));
+                let mut c = 0u64;
+                for_each_match(weight, reader, ranges, |doc, &tally| {
+                    if tally == Tally::Whole
+                        || (tally == Tally::InSpan && span.contains(cols.ts.get_val(doc)))
+                    {
+                        c += 1;
+                    }
+                })?;
+                n.push((seg, c));
+            }
+            Ok(n)
+        };
     // With enough to count and a second core, a helper counts from the start: the blocks
     // least likely to be read for the page first (in document order for the newest
     // first, the other way for the oldest first), while this thread walks the best
@@ -658,9 +661,9 @@ fn walk_blocks(
     // The helper's share: from the end of the count the walk reaches last.
     let helper_count = || {
         if worst_first {
-            count_left(&mut count_runs.iter())
+            count_left(&mut count_segments.iter())
         } else {
-            count_left(&mut count_runs.iter().rev())
+            count_left(&mut count_segments.iter().rev())
         }
     };
     let mut walk_then_count = || -> tantivy::Result<Vec<(u32, u64)>> {
@@ -680,14 +683,14 @@ fn walk_blocks(
                     })
                     .collect(),
             );
-            let runs = runs_of(&chosen);
+            // With the helper counting, or a round too small to share, this thread walks
+            // alone, a scorer per segment.
+            let alone = shared_count
+                || !cores::two()
+                || (chosen.len() as u64) * u64::from(walk.block) < walk.parallel;
+            let runs = runs_of(&chosen, if alone { usize::MAX } else { RUN_BLOCKS });
             let floor = kept.worst();
-            // With the helper counting, this thread walks alone.
-            let parallel = if shared_count {
-                u64::MAX
-            } else {
-                walk.parallel
-            };
+            let parallel = if alone { u64::MAX } else { walk.parallel };
             let found = on_two_cores(
                 parallel,
                 &runs,
@@ -724,9 +727,9 @@ fn walk_blocks(
         // What the walk left cannot give the page: only counted, from the end the helper
         // did not start at.
         if worst_first {
-            count_left(&mut count_runs.iter().rev())
+            count_left(&mut count_segments.iter().rev())
         } else {
-            count_left(&mut count_runs.iter())
+            count_left(&mut count_segments.iter())
         }
     };
     let (mine, theirs) = if !shared_count {
@@ -763,12 +766,12 @@ fn walk_blocks(
 /// word) stays a small part: ~80 runs over 10 M documents.
 const RUN_BLOCKS: usize = 32;
 
-/// Steps sorted by segment and block, cut into runs of one segment each, at most
-/// RUN_BLOCKS long: the pieces of work two threads share.
-fn runs_of(steps: &[Step]) -> Vec<&[Step]> {
+/// Steps sorted by segment and block, cut into runs of one segment each, at most `most`
+/// blocks long: the pieces of work two threads share.
+fn runs_of(steps: &[Step], most: usize) -> Vec<&[Step]> {
     steps
         .chunk_by(|x, y| x.seg == y.seg)
-        .flat_map(|run| run.chunks(RUN_BLOCKS))
+        .flat_map(|run| run.chunks(most))
         .collect()
 }
 
