@@ -602,9 +602,10 @@ fn walk_blocks(
     let max_round = (walk.max_window / walk.block).max(1) as usize;
     let mut next = 0;
 
-    // The blocks a count must visit (the steps with a tally), by segment and block, in
-    // segments: the order the blocks the walk leaves are counted in. Each step is
-    // claimed once, by whichever thread gets to it first, and only its claimer counts it.
+    // The blocks a count must visit (the steps with a tally), sorted by segment and block
+    // and grouped by segment: the order the blocks the walk leaves are counted in. Each
+    // step is claimed once, by whichever thread gets to it first; only its claimer
+    // counts it.
     let claimed: Vec<AtomicBool> = steps.iter().map(|_| AtomicBool::new(false)).collect();
     let mut to_count: Vec<u32> = (0..steps.len() as u32)
         .filter(|&i| steps[i as usize].tally != Tally::No)
@@ -613,7 +614,7 @@ fn walk_blocks(
     let count_segments: Vec<&[u32]> = to_count
         .chunk_by(|&x, &y| steps[x as usize].seg == steps[y as usize].seg)
         .collect();
-    // Counts the unclaimed steps of `segments`, as (segment, matches): one scorer per
+    // Counts the unclaimed steps of `segments_left`, as (segment, matches): one scorer per
     // segment, each step claimed only as the scorer gets to it, so two threads counting
     // one segment share it block by block. Not a scorer per run of blocks: a phrase's
     // scorer looks its words up in the term dictionary each time it is made.
