@@ -9,6 +9,7 @@
 //! share took 2.2-2.4 ms for one service and hour, 1.7-1.8 ms with the pool.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 /// The machine's cores, asked once (each asking is a system call).
@@ -22,10 +23,10 @@ pub(crate) fn two() -> bool {
     count() >= 2
 }
 
-/// The searches' helper threads: one per core, so a search is not kept waiting for its
-/// helper by another search's, and parked when no search runs (no CPU when idle). Made on
-/// the first search, by a thread at the daemon's own priority, which they inherit. `None`
-/// when the threads cannot be started: the work then runs on the caller's thread.
+/// The searches' helper threads: one per core, parked when no search runs (no CPU when
+/// idle). Made on the first search, by a thread at the daemon's own priority, which they
+/// inherit. `None` when the threads cannot be started: the work then runs on the caller's
+/// thread.
 fn pool() -> Option<&'static rayon::ThreadPool> {
     static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
     POOL.get_or_init(|| {
@@ -39,23 +40,41 @@ fn pool() -> Option<&'static rayon::ThreadPool> {
     .as_ref()
 }
 
+/// Helper jobs handed to the pool and not yet done, queued or running.
+static IN_POOL: AtomicUsize = AtomicUsize::new(0);
+
 /// Runs `helper` on a helper thread while `mine` runs on this one, and returns both
 /// results once both are done. `helper`'s panic comes back as `Err`. Both must be able to
 /// finish without the other: the helper may start late, after `mine` has done all the
 /// work (a queue both take from is the way to share it).
+///
+/// The helper is a pool thread when one is free; with every pool thread taken by other
+/// searches, a thread started for it. Queued behind them instead, a search that had done
+/// all its work would wait for another search's helper to finish before its own could
+/// start, only to find nothing left.
 pub(crate) fn beside<A: Send, B>(
     helper: impl FnOnce() -> A + Send,
     mine: impl FnOnce() -> B,
 ) -> (B, std::thread::Result<A>) {
-    let run = || std::panic::catch_unwind(AssertUnwindSafe(helper));
     let Some(pool) = pool() else {
         let ours = mine();
-        return (ours, run());
+        return (ours, std::panic::catch_unwind(AssertUnwindSafe(helper)));
     };
+    if IN_POOL.fetch_add(1, Ordering::AcqRel) >= pool.current_num_threads() {
+        IN_POOL.fetch_sub(1, Ordering::AcqRel);
+        return std::thread::scope(|scope| {
+            let theirs = scope.spawn(helper);
+            let ours = mine();
+            (ours, theirs.join())
+        });
+    }
     let mut theirs = None;
     let slot = &mut theirs;
     let ours = pool.in_place_scope(|scope| {
-        scope.spawn(move |_| *slot = Some(run()));
+        scope.spawn(move |_| {
+            *slot = Some(std::panic::catch_unwind(AssertUnwindSafe(helper)));
+            IN_POOL.fetch_sub(1, Ordering::AcqRel);
+        });
         mine()
     });
     // The scope returns only once the spawned job has run.
@@ -66,7 +85,6 @@ pub(crate) fn beside<A: Send, B>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn both_run_and_share_a_queue() {
@@ -96,9 +114,24 @@ mod tests {
     }
 
     #[test]
-    fn the_helper_runs_on_a_pool_thread() {
+    fn the_helper_runs_on_another_thread() {
         let here = std::thread::current().id();
         let (_, there) = beside(|| std::thread::current().id(), || ());
         assert_ne!(there.unwrap(), here);
+    }
+
+    #[test]
+    fn with_every_pool_thread_taken_the_helper_gets_a_thread_of_its_own() {
+        let n = pool().unwrap().current_num_threads();
+        // As if other searches' helpers held every pool thread.
+        IN_POOL.fetch_add(n, Ordering::AcqRel);
+        let (ours, there) = beside(|| std::thread::current().name().map(String::from), || 7);
+        IN_POOL.fetch_sub(n, Ordering::AcqRel);
+        assert_eq!(ours, 7);
+        let there = there.unwrap();
+        assert!(
+            !there.as_deref().unwrap_or("").starts_with("logagg-search-"),
+            "ran on {there:?}"
+        );
     }
 }

@@ -659,15 +659,25 @@ fn walk_blocks(
     let shared_count = span.is_some() && cores::two() && to_count_docs >= walk.parallel;
     let worst_first = order == Order::Desc;
 
+    // On an error, every block is marked claimed: the other thread, finding nothing left
+    // to count, stops at the end of its block instead of counting on for nothing.
+    let give_up = |r: tantivy::Result<Vec<(u32, u64)>>| {
+        if r.is_err() {
+            for c in &claimed {
+                c.store(true, Ordering::Release);
+            }
+        }
+        r
+    };
     // The helper's share: from the end of the count the walk reaches last.
     let helper_count = || {
-        if worst_first {
+        give_up(if worst_first {
             count_left(&mut count_segments.iter())
         } else {
             count_left(&mut count_segments.iter().rev())
-        }
+        })
     };
-    let mut walk_then_count = || -> tantivy::Result<Vec<(u32, u64)>> {
+    let mut walk_then_count_or_fail = || -> tantivy::Result<Vec<(u32, u64)>> {
         while next < steps.len() && wanted(&kept, &steps[next]) {
             let end = next
                 + steps[next..(next + round).min(steps.len())]
@@ -733,6 +743,7 @@ fn walk_blocks(
             count_left(&mut count_segments.iter())
         }
     };
+    let mut walk_then_count = || give_up(walk_then_count_or_fail());
     let (mine, theirs) = if !shared_count {
         (walk_then_count()?, Vec::new())
     } else if walk.helper_first {
