@@ -26,6 +26,7 @@ pub(crate) fn once_per_segment(query: &dyn Query) -> Box<dyn Query> {
     if let Some(term) = query.downcast_ref::<TermQuery>() {
         return Box::new(OnceTermQuery {
             term: term.term().clone(),
+            original: term.clone(),
         });
     }
     if let Some(group) = query.downcast_ref::<BooleanQuery>() {
@@ -46,13 +47,16 @@ pub(crate) fn once_per_segment(query: &dyn Query) -> Box<dyn Query> {
 #[derive(Clone, Debug)]
 pub(crate) struct OnceTermQuery {
     term: Term,
+    /// The query it stands for: scored, its own weight, with its own postings options
+    /// (no search of logagg's scores; a scored search would get tantivy's scores).
+    original: TermQuery,
 }
 
 impl Query for OnceTermQuery {
     fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
         if scoring.is_scoring_enabled() {
             // Scores need tantivy's own scorer (and its statistics).
-            return TermQuery::new(self.term.clone(), IndexRecordOption::Basic).weight(scoring);
+            return self.original.weight(scoring);
         }
         // The same check as tantivy's: a field that is not indexed is an error.
         let entry = scoring.schema().get_field_entry(self.term.field());
