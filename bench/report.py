@@ -122,7 +122,10 @@ def versions(measured_as=None):
 
 def perf_categories(path):
     """Sums a `perf report --sort symbol` top list into what the time is spent on."""
-    groups = [("ranking by timestamp (fast-field reads, top-K sort, custom-score collector)",
+    groups = [("tantivy's phrase scorer and position reader", r"phrase|Phrase|positions|PositionReader"),
+              ("term-dictionary lookups (a zstd decoder set up per dictionary block read)",
+               r"ZSTD_|HUF_|FSE_|sstable|TermInfo"),
+              ("ranking by timestamp (fast-field reads, top-K sort, custom-score collector)",
                r"sort::|tantivy_columnar|custom_score|CustomScore|median3"),
               ("walking posting lists and counting", r"fill_buffer|bitpacking|postings|SegmentPostings|Count|collect_segment|advance|seek"),
               ("stored lines and JSON", r"store::|StoreReader|lz4|zstd|serde_json|Deserializer"),
@@ -295,8 +298,11 @@ def main():
                 # Unresolved addresses say nothing; keep named symbols.
                 top = [t for t in top if not re.search(r"\]\s+0x[0-9a-f]+$", t)][:8]
                 cats = perf_categories(perf)
+                during = os.path.join(src["search"]["dir"], "perf-query.txt")
+                # Runs before the phrase was profiled recorded the common word.
+                during = open(during).read().strip() if os.path.exists(during) else "20 common-word requests"
                 if top:
-                    why += ("\n\n  `perf record` of the daemon during 20 common-word requests (self time): "
+                    why += (f"\n\n  `perf record` of the daemon during {during} (self time): "
                             + ", ".join(f"{short_sym(t)}" for t in top) + ".")
                 if cats:
                     why += (" Grouped: " + ", ".join(f"{name} **{pc:.0f}%**" for name, pc in cats) + " of the samples.")

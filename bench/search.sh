@@ -31,7 +31,7 @@
 #   SEARCH_LNAV=1           0 skips lnav
 #   SEARCH_LNAV_RUNS=1      lnav runs per query (each loads all files)
 #   SEARCH_LNAV_TIMEOUT=300 seconds before an lnav run is given up (reported as such)
-#   SEARCH_PERF=1           perf record the daemon during the common-word requests
+#   SEARCH_PERF=1           perf record the daemon during 50 phrase requests
 #   SEARCH_SETTLE=300       wait at most this long for merges after ingest
 #   BENCH_NO_BUILD=0        1 uses target/release/logagg as it is
 #   BENCH_BIN=              another logagg binary to measure (implies no build)
@@ -225,13 +225,15 @@ python3 "$BENCH/search_timeit.py" --addr "$ADDR" --runs "$RUNS" "${PROFILE[@]}" 
 wait_quiet
 python3 "$BENCH/search_timeit.py" --addr "$ADDR" --runs "$RUNS" "${REPEAT[@]}" >"$OUT/logagg-repeat.json"
 
-# Where a common-word query spends its time: perf on the daemon during 20 of them.
+# Where the phrase, the query furthest from its target, spends its time: perf on the
+# daemon during 50 of them (the report prints the profile beside the verdict).
 if [[ ${SEARCH_PERF:-1} != 0 ]] && command -v perf >/dev/null; then
-    say "perf record of the daemon during 20 common-word requests"
+    say "perf record of the daemon during 50 phrase requests"
+    echo "50 phrase requests" >"$OUT/perf-query.txt"
     perf record -F 999 -g -p "$DPID" -o "$OUT/perf.data" 2>"$OUT/perf-record.log" &
     PERF_PID=$!
     sleep 1
-    python3 "$BENCH/search_timeit.py" --addr "$ADDR" --runs 20 --warmup 0 "common=$Q_COMMON&cache=false" >/dev/null
+    python3 "$BENCH/search_timeit.py" --addr "$ADDR" --runs 50 --warmup 0 "phrase=$Q_PHRASE&cache=false" >/dev/null
     kill -INT "$PERF_PID" 2>/dev/null || true
     wait "$PERF_PID" 2>/dev/null || true
     PERF_PID=""
