@@ -408,9 +408,9 @@ pub(crate) fn weight_of(
     super::lookups::once_per_segment(query).weight(EnableScoring::disabled_from_searcher(searcher))
 }
 
-/// The first `limit` matches of `weight`'s query within `span` in `order`, strictly after `after`
-/// when given, with their keys, best first. `matches`, the number of matches when
-/// known, picks the cheaper way to walk.
+/// The first `limit` matches of `weight`'s query within `span` in `order`, strictly
+/// after `after` when given, with their keys, best first. `matches`, the number of
+/// matches when known, picks the cheaper way to walk.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn top_in_order(
     searcher: &Searcher,
@@ -981,12 +981,11 @@ fn scan_ranges(
 
 /// The count of `query` within `span` when it needs no visit of its matches, over all
 /// time: a lone word (counted from its document frequency, through `weight`, the
-/// search's own), everything, or
-/// everything but some values of one field (a filter on a value that documents leave
-/// out, `search::with_default`): the documents minus those with the other values. That
-/// subtraction holds only for a field with one value per document, one of
-/// `single_valued` (words of a message overlap: `-foo -bar` is visited). None: the count
-/// is [`count_and_top`]'s.
+/// search's own), everything, or everything but some values of one field (a filter on
+/// a value that documents leave out, `search::with_default`): the documents minus those
+/// with the other values. That subtraction holds only for a field with one value per
+/// document, one of `single_valued` (words of a message overlap: `-foo -bar` is
+/// visited). None: the count is [`count_and_top`]'s.
 pub(crate) fn count_without_visiting(
     searcher: &Searcher,
     query: &dyn Query,
