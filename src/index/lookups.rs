@@ -2,9 +2,10 @@
 //!
 //! A walk (`index::order`) opens a scorer for every run of blocks it reads: dozens per
 //! segment and search. tantivy's term query looks its term up in the segment's term
-//! dictionary for each scorer, and a lookup decompresses a block of the dictionary with a
-//! fresh zstd decoder, whose set-up asks the CPU for its features (`cpuid`, a trap to the
-//! hypervisor on a VM): a fifth of a one-service, one-hour search's CPU time went there.
+//! dictionary for each scorer, and a lookup reads and decodes a block of the dictionary
+//! (it also set up a zstd decoder, whose `cpuid` traps to the hypervisor on a VM, until
+//! the dictionary was stored plain): a fifth of a one-service, one-hour search's CPU time
+//! went there.
 //! [`once_per_segment`] rewrites a query's term clauses into [`OnceTermQuery`], whose
 //! weight keeps each segment's term info for the life of the search.
 

@@ -43,7 +43,20 @@ pub enum IndexError {
     },
     #[error("index at {path} was built with another schema; move it aside to start a new one")]
     SchemaMismatch { path: String },
+    #[error(
+        "index at {path} was written by an older logagg (its format is {found}, this logagg \
+         reads {FORMAT}); move it aside to start a new one"
+    )]
+    OldFormat { path: String, found: String },
 }
+
+/// What is written in [`FORMAT_FILE`]. Format 2: the term dictionaries' blocks are not
+/// compressed (tantivy built without zstd, which cannot read format 1's).
+pub const FORMAT: &str = "2";
+
+/// Names the index's format, beside tantivy's files in the index directory; an index
+/// without it is format 1.
+pub const FORMAT_FILE: &str = "logagg-format";
 
 /// An open timeline: the index, its field handles and a reader that the writer reloads
 /// after each commit.
@@ -67,6 +80,7 @@ impl Timeline {
             path: path.clone(),
             source,
         })?;
+        check_format(dir)?;
         let (schema, fields) = schema::build();
         let mmap = MmapDirectory::open(dir).map_err(|e| IndexError::Open {
             path: path.clone(),
@@ -116,5 +130,65 @@ impl Timeline {
                 serde_json::from_str(&p).map_err(|source| IndexError::Payload { path, source })
             }
         }
+    }
+}
+
+/// Refuses an index of another format, and marks a directory holding no index yet with
+/// this one before tantivy writes there (so a crash in between leaves nothing unmarked).
+fn check_format(dir: &Path) -> Result<(), IndexError> {
+    let path = dir.display().to_string();
+    let io = |source| IndexError::Io {
+        path: path.clone(),
+        source,
+    };
+    let marker = dir.join(FORMAT_FILE);
+    if !dir.join("meta.json").exists() {
+        return std::fs::write(&marker, format!("{FORMAT}\n")).map_err(io);
+    }
+    let found = match std::fs::read_to_string(&marker) {
+        Ok(text) => text.trim().to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "1".to_string(),
+        Err(e) => return Err(io(e)),
+    };
+    if found == FORMAT {
+        Ok(())
+    } else {
+        Err(IndexError::OldFormat { path, found })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new index is marked with this format and opens again; one without the mark (as
+    /// every index before format 2) is refused with its path and both formats named, and
+    /// left as it was.
+    #[test]
+    fn an_index_of_an_older_format_is_refused_and_left_alone() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let index = dir.path().join("index");
+        drop(Timeline::open(&index).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(index.join(FORMAT_FILE)).unwrap(),
+            "2\n"
+        );
+        drop(Timeline::open(&index).unwrap());
+
+        std::fs::remove_file(index.join(FORMAT_FILE)).unwrap();
+        let before = std::fs::read(index.join("meta.json")).unwrap();
+        let err = Timeline::open(&index)
+            .err()
+            .expect("an unmarked index opened");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "index at {} was written by an older logagg (its format is 1, this logagg \
+                 reads 2); move it aside to start a new one",
+                index.display()
+            )
+        );
+        assert_eq!(std::fs::read(index.join("meta.json")).unwrap(), before);
+        assert!(!index.join(FORMAT_FILE).exists());
     }
 }
