@@ -159,10 +159,30 @@ def main():
         },
         a.n, budget, write_direct)
 
+    # 3. Each follower alone, in turn, on the same app and the same file: what a user
+    # running one of them sees. At once, the three (two of them Node processes) and the
+    # app, PM2 and this script share 2 cores, and a line's delay is also the others' work.
+    alone = {"pm2": {}, "direct": {}}
+    pm2_followers = {
+        "tail -F": ["tail", "-F", "-n", "0", app_file],
+        "pm2 logs": [a.pm2, "logs", "lat", "--raw", "--lines", "0"],
+        "logagg tail": [a.logagg, "--addr", a.addr, "tail", "-n", "0", "--raw", "--service", "lat"],
+    }
+    direct_followers = {
+        "tail -F": ["tail", "-F", "-n", "0", direct_file],
+        "logagg tail": [a.logagg, "--addr", a.addr, "tail", "-n", "0", "--raw",
+                        "--service", "direct"],
+    }
+    for name, cmd in pm2_followers.items():
+        alone["pm2"].update(measure({name: cmd}, a.n, budget + start_delay / 1000, start_app))
+        subprocess.run([a.pm2, "delete", "lat"], stdout=subprocess.DEVNULL, check=False)
+    for name, cmd in direct_followers.items():
+        alone["direct"].update(measure({name: cmd}, a.n, budget, write_direct))
+
     pair = paired(pm2_rows, "logagg tail", "pm2 logs")
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump({"n": a.n, "interval_ms": a.interval_ms, "pm2": pm2_rows,
-                   "direct": direct_rows, "paired": pair}, f, indent=2)
+                   "direct": direct_rows, "paired": pair, "alone": alone}, f, indent=2)
     table("From a PM2 app's console.log to the screen:", pm2_rows, a.n, "pm2 logs")
     print("The same lines, logagg tail's delay minus pm2 logs' (negative: logagg first):\n")
     print("| lines | p50 ms | p90 ms | p99 ms | logagg tail first |")
@@ -171,7 +191,13 @@ def main():
           f"{pair['p99_ms']:+.3f} | {pair['first_share']:.0%} |")
     print()
     table("From a write(2) to the file to the screen:", direct_rows, a.n, "tail -F")
-    complete = all(r["lines"] == a.n for rows in (pm2_rows, direct_rows) for r in rows.values())
+    table("Each follower alone, in turn: from a PM2 app's console.log to the screen:",
+          alone["pm2"], a.n, "pm2 logs")
+    table("Each follower alone, in turn: from a write(2) to the file to the screen:",
+          alone["direct"], a.n, "tail -F")
+    complete = all(r["lines"] == a.n
+                   for rows in (pm2_rows, direct_rows, alone["pm2"], alone["direct"])
+                   for r in rows.values())
     return 0 if complete else 1
 
 
