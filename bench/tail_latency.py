@@ -8,6 +8,8 @@ Two scenarios:
           from the app's stdout to the file (the same for all three).
   direct: this script appends stamped lines to a file itself (write(2), O_APPEND);
           followers: `tail -F` and `logagg tail`. The delay is file to screen.
+Then both again with each follower alone, in turn, on the same app and file (what a user
+running one of them sees; at once they share the 2 cores with each other).
 Each follower's stdout is read here and stamped on arrival; delay = arrival - written.
 Prints markdown tables and writes results.json into --out.
 """

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Tail latency: the delay from a line written by a PM2 app to its appearance in the
 # output of `logagg tail`, `tail -F` on the same file and `pm2 logs` on the same app; then
-# from a line appended to a file to `logagg tail` and `tail -F`; in one run
-# (bench/tail_latency.py does the measuring; see its docstring).
+# from a line appended to a file to `logagg tail` and `tail -F`; then both with each
+# follower alone, in turn; in one run (bench/tail_latency.py does the measuring; see its
+# docstring).
 #
 #   bash bench/tail_latency.sh
 #
