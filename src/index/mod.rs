@@ -44,10 +44,10 @@ pub enum IndexError {
     #[error("index at {path} was built with another schema; move it aside to start a new one")]
     SchemaMismatch { path: String },
     #[error(
-        "index at {path} was written by an older logagg (its format is {found}, this logagg \
-         reads {FORMAT}); move it aside to start a new one"
+        "index at {path} is in format {found:?}, written by another version of logagg, and \
+         this one reads format {FORMAT:?}; move it aside to start a new one"
     )]
-    OldFormat { path: String, found: String },
+    OtherFormat { path: String, found: String },
 }
 
 /// What is written in [`FORMAT_FILE`]. Format 2: the term dictionaries' blocks are not
@@ -153,7 +153,7 @@ fn check_format(dir: &Path) -> Result<(), IndexError> {
     if found == FORMAT {
         Ok(())
     } else {
-        Err(IndexError::OldFormat { path, found })
+        Err(IndexError::OtherFormat { path, found })
     }
 }
 
@@ -162,10 +162,10 @@ mod tests {
     use super::*;
 
     /// A new index is marked with this format and opens again; one without the mark (as
-    /// every index before format 2) is refused with its path and both formats named, and
-    /// left as it was.
+    /// every index before format 2) or with another is refused with its path and both
+    /// formats named, and left as it was.
     #[test]
-    fn an_index_of_an_older_format_is_refused_and_left_alone() {
+    fn an_index_of_another_format_is_refused_and_left_alone() {
         let dir = tempfile::TempDir::new().unwrap();
         let index = dir.path().join("index");
         drop(Timeline::open(&index).unwrap());
@@ -175,20 +175,30 @@ mod tests {
         );
         drop(Timeline::open(&index).unwrap());
 
-        std::fs::remove_file(index.join(FORMAT_FILE)).unwrap();
         let before = std::fs::read(index.join("meta.json")).unwrap();
-        let err = Timeline::open(&index)
-            .err()
-            .expect("an unmarked index opened");
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "index at {} was written by an older logagg (its format is 1, this logagg \
-                 reads 2); move it aside to start a new one",
-                index.display()
-            )
-        );
-        assert_eq!(std::fs::read(index.join("meta.json")).unwrap(), before);
-        assert!(!index.join(FORMAT_FILE).exists());
+        for (mark, found) in [(None, "1"), (Some("3\n"), "3")] {
+            match mark {
+                None => std::fs::remove_file(index.join(FORMAT_FILE)).unwrap(),
+                Some(text) => std::fs::write(index.join(FORMAT_FILE), text).unwrap(),
+            }
+            let err = Timeline::open(&index)
+                .err()
+                .expect("an index of another format opened");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "index at {} is in format \"{found}\", written by another version of \
+                     logagg, and this one reads format \"2\"; move it aside to start a new one",
+                    index.display()
+                )
+            );
+            assert_eq!(std::fs::read(index.join("meta.json")).unwrap(), before);
+            assert_eq!(
+                std::fs::read_to_string(index.join(FORMAT_FILE))
+                    .ok()
+                    .as_deref(),
+                mark
+            );
+        }
     }
 }
