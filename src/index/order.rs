@@ -365,7 +365,7 @@ fn on_two_cores<T: Sync, A: Send>(
     each: impl Fn(&mut A, &T) -> tantivy::Result<()> + Sync,
 ) -> tantivy::Result<Vec<A>> {
     let total: u64 = items.iter().map(&docs).sum();
-    if !cores::two() || total < parallel || items.len() < 2 {
+    if !worth_sharing(total, parallel) || items.len() < 2 {
         let mut acc = start();
         for item in items {
             each(&mut acc, item)?;
@@ -388,6 +388,12 @@ fn on_two_cores<T: Sync, A: Send>(
     };
     let (mine, theirs) = cores::beside(drain, drain);
     Ok(vec![mine?, helped(theirs)?])
+}
+
+/// Whether `docs` documents of work are worth a second thread: a second core, and at
+/// least `parallel` of them (below, handing work over costs more than it saves).
+fn worth_sharing(docs: u64, parallel: u64) -> bool {
+    cores::two() && docs >= parallel
 }
 
 /// A helper thread's result, its panic an error.
@@ -656,7 +662,7 @@ fn walk_blocks(
         .iter()
         .map(|&i| docs(&steps[i as usize]).len() as u64)
         .sum();
-    let shared_count = span.is_some() && cores::two() && to_count_docs >= walk.parallel;
+    let shared_count = span.is_some() && worth_sharing(to_count_docs, walk.parallel);
     let worst_first = order == Order::Desc;
 
     // On an error, every block is marked claimed: the other thread, finding nothing left
@@ -697,8 +703,7 @@ fn walk_blocks(
             // With the helper counting, or a round too small to share, this thread walks
             // alone, a scorer per segment.
             let alone = shared_count
-                || !cores::two()
-                || (chosen.len() as u64) * u64::from(walk.block) < walk.parallel;
+                || !worth_sharing(chosen.len() as u64 * u64::from(walk.block), walk.parallel);
             let runs = runs_of(&chosen, if alone { usize::MAX } else { RUN_BLOCKS });
             let floor = kept.worst();
             let parallel = if alone { u64::MAX } else { walk.parallel };
@@ -1204,43 +1209,36 @@ mod tests {
                                     // Under the key `q`: the first call of a
                                     // query counts whole segments and keeps the
                                     // counts, the calls after take them (until the
-                                    // deletes change them).
-                                    let (n, top) = count_and_top(
-                                        &searcher,
-                                        &timeline.segments,
-                                        &*weight,
-                                        Some(q.into()),
-                                        span,
-                                        page,
-                                        limit,
-                                        order,
-                                        after,
-                                        walk,
-                                    )
-                                    .unwrap();
-                                    assert_eq!(n, counted, "q={q:?} {span:?}");
-                                    assert_eq!(top, want, "q={q:?} {order:?} after={after:?}");
-                                    // Counted afresh with the helper thread done
-                                    // first: the walk then reads blocks it counted.
-                                    let first = Walk {
+                                    // deletes change them). Then counted afresh
+                                    // with the helper thread done first: the walk
+                                    // then reads blocks it counted.
+                                    let helper_first = Walk {
                                         helper_first: true,
                                         ..walk
                                     };
-                                    let (n, top) = count_and_top(
-                                        &searcher,
-                                        &timeline.segments,
-                                        &*weight,
-                                        None,
-                                        span,
-                                        page,
-                                        limit,
-                                        order,
-                                        after,
-                                        first,
-                                    )
-                                    .unwrap();
-                                    assert_eq!(n, counted, "helper first: q={q:?} {span:?}");
-                                    assert_eq!(top, want, "helper first: q={q:?} {order:?}");
+                                    for (pass, key, walk) in [
+                                        ("kept under q", Some(q.into()), walk),
+                                        ("helper first", None, helper_first),
+                                    ] {
+                                        let (n, top) = count_and_top(
+                                            &searcher,
+                                            &timeline.segments,
+                                            &*weight,
+                                            key,
+                                            span,
+                                            page,
+                                            limit,
+                                            order,
+                                            after,
+                                            walk,
+                                        )
+                                        .unwrap();
+                                        assert_eq!(n, counted, "{pass}: q={q:?} {span:?}");
+                                        assert_eq!(
+                                            top, want,
+                                            "{pass}: q={q:?} {order:?} after={after:?}"
+                                        );
+                                    }
                                     one_pass += 1;
                                 }
                             }
